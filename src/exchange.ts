@@ -1,0 +1,39 @@
+import type { Readable } from 'node:stream';
+
+/** Response headers in order, names as the backend wrote them. */
+export type HeaderList = ReadonlyArray<readonly [name: string, value: string]>;
+
+/**
+ * Where a response goes: a FastCGI request (STDOUT records) or the quick-start HTTP
+ * listener. The request handler only ever talks to this interface.
+ */
+export interface ResponseSink {
+  /** Status and headers; called at most once, before any write(). */
+  writeHead(status: number, headers: HeaderList): void;
+  /** Body bytes. Returns false when the transport is full: wait for onceDrain before writing more. */
+  write(chunk: Buffer): boolean;
+  /** Calls `cb` once, when write() may be called again (immediately if it may already). */
+  onceDrain(cb: () => void): void;
+  /** Finishes the response normally (FastCGI: empty STDOUT + END_REQUEST). Idempotent. */
+  end(): void;
+  /**
+   * Cuts the response off without finishing it, so the client sees a broken response rather
+   * than a complete one. Idempotent; a no-op after end().
+   */
+  abort(reason: Error): void;
+  readonly headersSent: boolean;
+}
+
+/** One request as the handler sees it, whatever transport carried it. */
+export interface Exchange {
+  /** CGI/FastCGI params as the front end sent them (nginx `fastcgi_param`s, HTTP_* headers). */
+  readonly params: ReadonlyMap<string, string>;
+  /** The request body (FCGI_STDIN). Ends when the front end signals end of input. */
+  readonly body: Readable;
+  readonly response: ResponseSink;
+  /** Aborted when the client goes away: connection closed, FCGI_ABORT_REQUEST, or transport error. */
+  readonly signal: AbortSignal;
+  readonly transport: 'fastcgi' | 'http';
+}
+
+export type ExchangeHandler = (exchange: Exchange) => void;
