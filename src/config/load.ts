@@ -1,0 +1,112 @@
+import { readFileSync } from 'node:fs';
+import ini from 'ini';
+import { GitFcgiError } from '../errors.js';
+import { SETTINGS, type Config, type SettingDef, type SettingName } from './settings.js';
+
+/** Raw values from the command line, by setting name: strings, or `true` for boolean flags. */
+export type Overrides = Partial<Record<SettingName, string | boolean>>;
+
+const NAMES = Object.keys(SETTINGS) as SettingName[];
+const BY_LOCATION = new Map(NAMES.map((name) => [`${SETTINGS[name].section}.${SETTINGS[name].key}`, name]));
+const SECTIONS = new Set(NAMES.map((name) => SETTINGS[name].section));
+
+/** Line numbers of sections and keys, for error messages: the ini package does not keep them. */
+function locate(text: string): Map<string, number> {
+  const lines = new Map<string, number>();
+  let section = '';
+  text.split('\n').forEach((line, i) => {
+    const s = /^\s*\[([^\]]*)\]/.exec(line);
+    if (s?.[1] !== undefined) {
+      section = s[1].trim();
+      if (!lines.has(section)) lines.set(section, i + 1);
+      return;
+    }
+    const k = /^\s*([^=;#\s][^=]*?)\s*=/.exec(line);
+    if (k?.[1] !== undefined) lines.set(`${section}.${k[1]}`, i + 1);
+  });
+  return lines;
+}
+
+function configError(where: string, message: string): GitFcgiError {
+  return new GitFcgiError('ERR_CONFIG', `${where}: ${message}`);
+}
+
+/** Reads an ini file into raw values; unknown sections and keys are errors, not warnings. */
+export function readConfigFile(file: string): Map<SettingName, { raw: string; where: string }> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw configError(file, `cannot read: ${(err as Error).message}`);
+  }
+  const lines = locate(text);
+  const parsed = ini.parse(text);
+  const values = new Map<SettingName, { raw: string; where: string }>();
+  for (const [section, body] of Object.entries(parsed)) {
+    const sectionLine = lines.get(section);
+    if (typeof body !== 'object' || body === null) {
+      throw configError(`${file}:${lines.get(`.${section}`) ?? '?'}`, `"${section}" must be inside a section`);
+    }
+    if (!SECTIONS.has(section as SettingDef<unknown>['section'])) {
+      throw configError(`${file}:${sectionLine ?? '?'}`, `unknown section [${section}]`);
+    }
+    for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
+      const line = lines.get(`${section}.${key}`) ?? '?';
+      const name = BY_LOCATION.get(`${section}.${key}`);
+      if (name === undefined) throw configError(`${file}:${line}`, `unknown key "${key}" in [${section}]`);
+      values.set(name, { raw: String(value), where: `${file}:${line}: [${section}] ${key}` });
+    }
+  }
+  return values;
+}
+
+/** Built-in defaults < config file < command-line flags, validated, frozen. */
+export function loadConfig(file: string | null, overrides: Overrides): Config {
+  const fromFile = file === null ? new Map<SettingName, { raw: string; where: string }>() : readConfigFile(file);
+  const config: Record<string, unknown> = {};
+  for (const name of NAMES) {
+    const setting: SettingDef<unknown> = SETTINGS[name];
+    const flag = overrides[name];
+    const source =
+      flag !== undefined
+        ? { raw: String(flag), where: `command line: ${setting.flag?.split(' ')[0] ?? name}` }
+        : fromFile.get(name);
+    if (source === undefined) {
+      config[name] = setting.default;
+      continue;
+    }
+    try {
+      config[name] = setting.parse(source.raw);
+    } catch (err) {
+      throw configError(source.where, (err as Error).message);
+    }
+  }
+  return Object.freeze(config) as Config;
+}
+
+/** The effective configuration as an ini file, for --check-config. */
+export function formatConfig(config: Config): string {
+  const out: string[] = [];
+  let section = '';
+  for (const name of NAMES) {
+    const setting: SettingDef<unknown> = SETTINGS[name];
+    if (setting.section !== section) {
+      section = setting.section;
+      out.push(`${out.length > 0 ? '\n' : ''}[${section}]`);
+    }
+    const value: unknown = config[name];
+    const shown = setting.show ? setting.show(value) : showValue(value);
+    out.push(`${setting.key} = ${shown}`);
+  }
+  return out.join('\n') + '\n';
+}
+
+function showValue(value: unknown): string {
+  if (value === null) return '';
+  if (typeof value === 'object') {
+    const v = value as { kind?: string; path?: string; host?: string; port?: number };
+    if (v.kind === 'unix') return `unix:${v.path ?? ''}`;
+    return `${v.host ?? ''}:${v.port ?? ''}`;
+  }
+  return String(value);
+}

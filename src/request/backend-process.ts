@@ -1,0 +1,64 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { GitFcgiError } from '../errors.js';
+
+export interface BackendExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+export interface BackendProcess {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly pid: number;
+  /** Resolves once the process has exited and been reaped. */
+  readonly exited: Promise<BackendExit>;
+  /** SIGTERM to the whole process group, SIGKILL after `graceMs`. Idempotent. */
+  kill(graceMs: number): void;
+}
+
+/**
+ * Starts the backend in a process group of its own (setsid), so that git http-backend and
+ * everything it forks (upload-pack, pack-objects, hooks) can be signalled together.
+ * Resolves once the program runs; rejects with ERR_BACKEND_SPAWN when it cannot be started.
+ */
+export function spawnBackend(
+  program: string,
+  env: Record<string, string>,
+  cwd: string,
+): Promise<BackendProcess> {
+  const child = spawn(program, [], { env, cwd, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise<BackendExit>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return new Promise((resolve, reject) => {
+    child.once('error', (err) => {
+      reject(new GitFcgiError('ERR_BACKEND_SPAWN', `cannot run ${program}`, { status: 502, cause: err }));
+    });
+    child.once('spawn', () => {
+      const pid = child.pid;
+      if (pid === undefined) {
+        reject(new GitFcgiError('ERR_BACKEND_SPAWN', `cannot run ${program}: no pid`, { status: 502 }));
+        return;
+      }
+      resolve({ child, pid, exited, kill: groupKiller(pid) });
+    });
+  });
+}
+
+function groupKiller(pid: number): (graceMs: number) => void {
+  let killed = false;
+  const signalGroup = (signal: NodeJS.Signals): void => {
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // ESRCH: nothing is left in the group.
+    }
+  };
+  return (graceMs) => {
+    if (killed) return;
+    killed = true;
+    signalGroup('SIGTERM');
+    // Members of the group can outlive its leader (a forked pack-objects), so the SIGKILL is
+    // sent after the grace period whatever the leader did meanwhile.
+    setTimeout(() => signalGroup('SIGKILL'), graceMs).unref();
+  };
+}

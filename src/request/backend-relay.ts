@@ -1,0 +1,246 @@
+import type { Exchange } from '../exchange.js';
+import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { BackendExit, BackendProcess } from './backend-process.js';
+import { CgiHeaderParser, type CgiHead } from './cgi-headers.js';
+import { sendError } from './error-response.js';
+import { StderrLines } from './stderr-lines.js';
+
+export interface RelayOptions {
+  readonly idleTimeoutMs: number;
+  readonly killGraceMs: number;
+  /** CONTENT_LENGTH when the front end gave one; the body must deliver exactly that much. */
+  readonly contentLength: number | null;
+  readonly log: Logger;
+}
+
+export interface RelayResult {
+  readonly status: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** Exit code, or the signal name that ended the backend; null when none ran. */
+  readonly exit: number | string | null;
+  readonly error?: string;
+}
+
+/** Status logged for requests whose client went away (nginx's convention). */
+const CLIENT_CLOSED = 499;
+
+/**
+ * Moves bytes both ways at once between one request and its backend: request body -> stdin
+ * while stdout -> response, each direction pausing its source when its destination is full.
+ * Every way out (success, backend failure, client gone, idle, truncated body) goes through
+ * `finish`, which runs once.
+ */
+export class BackendRelay {
+  private readonly headerParser = new CgiHeaderParser();
+  private readonly stderr: StderrLines;
+  private head: CgiHead | null = null;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private stdinOpen = true;
+  private stdoutEnded = false;
+  private exit: BackendExit | null = null;
+  private done = false;
+  private lastActivity = Date.now();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private resolve: (result: RelayResult) => void = () => {};
+
+  constructor(
+    private readonly exchange: Exchange,
+    private readonly backend: BackendProcess,
+    private readonly options: RelayOptions,
+  ) {
+    this.stderr = new StderrLines((line) => options.log.warn(`backend: ${line}`));
+  }
+
+  run(): Promise<RelayResult> {
+    return new Promise((resolve) => {
+      this.resolve = resolve;
+      this.wire();
+    });
+  }
+
+  private wire(): void {
+    const { body, signal } = this.exchange;
+    const { child } = this.backend;
+    body.on('data', this.onBodyData);
+    body.once('end', this.onBodyEnd);
+    body.once('error', this.onAbort);
+    child.stdin.on('error', this.onStdinError);
+    child.stdout.on('data', this.onStdout);
+    child.stdout.once('end', this.onStdoutEnd);
+    child.stderr.on('data', (chunk: Buffer) => this.stderr.push(chunk));
+    void this.backend.exited.then(this.onExit);
+    signal.addEventListener('abort', this.onAbort, { once: true });
+    if (signal.aborted) this.onAbort();
+    this.armIdleTimer(this.options.idleTimeoutMs);
+  }
+
+  private readonly onBodyData = (chunk: Buffer): void => {
+    this.lastActivity = Date.now();
+    if (!this.stdinOpen) return; // the backend stopped reading: the rest is discarded
+    const { contentLength } = this.options;
+    if (contentLength !== null && this.bytesIn + chunk.length > contentLength) {
+      chunk = chunk.subarray(0, contentLength - this.bytesIn);
+    }
+    this.bytesIn += chunk.length;
+    if (chunk.length > 0 && !this.backend.child.stdin.write(chunk)) {
+      this.exchange.body.pause();
+      this.backend.child.stdin.once('drain', this.resumeBody);
+    }
+  };
+
+  private readonly resumeBody = (): void => {
+    if (!this.done) this.exchange.body.resume();
+  };
+
+  private readonly onBodyEnd = (): void => {
+    const { contentLength } = this.options;
+    if (contentLength !== null && this.bytesIn < contentLength) {
+      // git http-backend would spin forever waiting for the missing bytes.
+      this.fail(
+        new GitFcgiError(
+          'ERR_BODY_TRUNCATED',
+          `request body ended after ${this.bytesIn} of ${contentLength} bytes`,
+          { status: 400 },
+        ),
+      );
+      return;
+    }
+    if (this.stdinOpen) this.backend.child.stdin.end();
+  };
+
+  /** EPIPE: the backend closed stdin (it answered without reading everything). Not an error. */
+  private readonly onStdinError = (): void => {
+    this.stdinOpen = false;
+    this.backend.child.stdin.removeListener('drain', this.resumeBody);
+    this.resumeBody();
+  };
+
+  private readonly onStdout = (chunk: Buffer): void => {
+    this.lastActivity = Date.now();
+    if (this.head === null) {
+      let parsed: CgiHead | null;
+      try {
+        parsed = this.headerParser.push(chunk);
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+      if (parsed === null) return;
+      this.head = parsed;
+      chunk = parsed.rest;
+      if (chunk.length === 0) return;
+    }
+    this.sendHead();
+    this.bytesOut += chunk.length;
+    const { response } = this.exchange;
+    if (!response.write(chunk)) {
+      this.backend.child.stdout.pause();
+      response.onceDrain(() => {
+        if (!this.done) this.backend.child.stdout.resume();
+      });
+    }
+  };
+
+  /**
+   * Headers go out with the first body byte (or at the end), not before: a backend that fails
+   * between its headers and its body still gets a proper 502 instead of an empty 200.
+   */
+  private sendHead(): void {
+    const { response } = this.exchange;
+    if (this.head !== null && !response.headersSent) response.writeHead(this.head.status, this.head.headers);
+  }
+
+  private readonly onStdoutEnd = (): void => {
+    this.stdoutEnded = true;
+    this.settle();
+  };
+
+  private readonly onExit = (exit: BackendExit): void => {
+    this.exit = exit;
+    this.settle();
+  };
+
+  /** Both the output and the process are finished: decide how the response ends. */
+  private settle(): void {
+    const { exit, head } = this;
+    if (this.done || !this.stdoutEnded || exit === null) return;
+    this.stderr.flush();
+    const how = exit.signal ?? `exit ${exit.code}`;
+    if (head === null) {
+      this.fail(new GitFcgiError('ERR_CGI_HEADER', `backend ended (${how}) before its headers`, { status: 502 }));
+    } else if (exit.code !== 0 && (this.exchange.response.headersSent || head.status < 400)) {
+      this.fail(new GitFcgiError('ERR_BACKEND_EXIT', `backend failed (${how})`, { status: 502 }));
+    } else {
+      this.sendHead();
+      this.finish(head.status);
+    }
+  }
+
+  private readonly onAbort = (): void => {
+    const reason: unknown = this.exchange.signal.reason;
+    this.fail(
+      isGitFcgiError(reason) ? reason : new GitFcgiError('ERR_CLIENT_ABORT', 'client went away', { cause: reason }),
+    );
+  };
+
+  private armIdleTimer(delayMs: number): void {
+    this.idleTimer = setTimeout(() => {
+      const idleMs = Date.now() - this.lastActivity;
+      if (idleMs < this.options.idleTimeoutMs) {
+        this.armIdleTimer(this.options.idleTimeoutMs - idleMs);
+        return;
+      }
+      this.fail(
+        new GitFcgiError('ERR_IDLE_TIMEOUT', `no data moved for ${this.options.idleTimeoutMs} ms`, {
+          status: 504,
+        }),
+      );
+    }, delayMs);
+  }
+
+  /** Teardown for every failure: kill the process group, answer or cut off, report. */
+  private fail(err: unknown): void {
+    if (this.done) return;
+    const error = isGitFcgiError(err)
+      ? err
+      : new GitFcgiError('ERR_BACKEND_EXIT', describeError(err), { status: 502, cause: err });
+    const clientGone = error.code === 'ERR_CLIENT_ABORT';
+    this.backend.kill(this.options.killGraceMs);
+    const { response } = this.exchange;
+    if (clientGone) response.end();
+    else if (!response.headersSent) sendError(response, error.status);
+    else response.abort(error);
+    if (!clientGone) this.options.log.warn('request failed', { reason: describeError(error) });
+    this.finish(clientGone ? CLIENT_CLOSED : error.status, error);
+  }
+
+  private finish(status: number, error?: GitFcgiError): void {
+    if (this.done && error === undefined) return;
+    this.done = true;
+    clearTimeout(this.idleTimer);
+    this.exchange.signal.removeEventListener('abort', this.onAbort);
+    const { body } = this.exchange;
+    body.removeListener('data', this.onBodyData);
+    body.removeListener('end', this.onBodyEnd);
+    body.resume(); // whatever is left of the body is discarded
+    const { child } = this.backend;
+    child.stdout.removeListener('data', this.onStdout);
+    if (error === undefined) this.exchange.response.end();
+    else {
+      child.stdin.destroy();
+      child.stdout.destroy();
+    }
+    void this.backend.exited.then((exit) => {
+      this.resolve({
+        status,
+        bytesIn: this.bytesIn,
+        bytesOut: this.bytesOut,
+        exit: exit.signal ?? exit.code,
+        ...(error === undefined ? {} : { error: describeError(error) }),
+      });
+    });
+  }
+}
