@@ -23,6 +23,8 @@ export type ErrorCode =
   | 'ERR_CLIENT_ABORT'
   | 'ERR_IDLE_TIMEOUT'
   | 'ERR_SHUTDOWN'
+  // An unexpected local failure (EMFILE, EIO...) that must not look like the client's fault.
+  | 'ERR_INTERNAL'
   // Startup / configuration.
   | 'ERR_CONFIG'
   | 'ERR_LISTEN';
