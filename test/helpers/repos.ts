@@ -1,0 +1,146 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { defer, type Cleanup } from './cleanup.js';
+import { run, type RunResult } from './run.js';
+import { tmpDir } from './tmp.js';
+
+export interface GitOptions {
+  readonly cwd?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly input?: Buffer | string;
+  readonly timeoutMs?: number;
+}
+
+// One empty HOME per Cleanup, so that neither ~/.gitconfig nor credential helpers of whoever runs the tests
+// leak in. Calls without a Cleanup share one directory that goes when the process exits.
+const homes = new WeakMap<Cleanup, Promise<string>>();
+let sharedHome: Promise<string> | undefined;
+
+function homeFor(t: Cleanup | undefined): Promise<string> {
+  if (t === undefined) {
+    sharedHome ??= mkdtemp(join(tmpdir(), 'git-fcgi-home-')).then((dir) => {
+      process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+      return dir;
+    });
+    return sharedHome;
+  }
+  let home = homes.get(t);
+  if (home === undefined) {
+    home = tmpDir(t, 'home-');
+    homes.set(t, home);
+  }
+  return home;
+}
+
+/** Environment for every git the harness runs: no prompts, no system or user config, stable messages. */
+export async function gitEnv(
+  t: Cleanup | undefined,
+  env: NodeJS.ProcessEnv = {},
+): Promise<NodeJS.ProcessEnv> {
+  // GIT_* inherited from the caller (e.g. GIT_DIR when tests run from a git hook) would redirect every command.
+  const inherited = Object.keys(process.env).filter((key) => key.startsWith('GIT_'));
+  return {
+    ...Object.fromEntries(inherited.map((key) => [key, undefined])),
+    HOME: await homeFor(t),
+    XDG_CONFIG_HOME: undefined,
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_CONFIG_NOSYSTEM: '1',
+    LC_ALL: 'C',
+    ...env,
+  };
+}
+
+/** Runs git and returns its output; a non-zero exit throws with git's stderr. */
+export async function git(
+  t: Cleanup | undefined,
+  args: readonly string[],
+  opts: GitOptions = {},
+): Promise<RunResult> {
+  const result = await run('git', args, {
+    ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+    ...(opts.input === undefined ? {} : { input: opts.input }),
+    env: await gitEnv(t, opts.env),
+    timeoutMs: opts.timeoutMs ?? 60_000,
+  });
+  if (result.code !== 0) {
+    const why = result.signal ?? `exit ${result.code ?? '?'}`;
+    throw new Error(`git ${args.join(' ')} failed (${why}):\n${result.stderr.toString('utf8')}`);
+  }
+  return result;
+}
+
+export interface BareRepoOptions {
+  /** At least 1. */
+  readonly commits?: number;
+  /** Added in the first commit; names may contain slashes. */
+  readonly files?: Readonly<Record<string, string | Buffer>>;
+  readonly branch?: string;
+  readonly timeoutMs?: number;
+}
+
+export interface BareRepo {
+  readonly path: string;
+  /** The branch's commit. The same options give the same sha on every run. */
+  readonly head: string;
+}
+
+const identity = ['-c', 'user.name=Git Fcgi Test', '-c', 'user.email=test@git-fcgi.invalid'];
+
+/** `root/name` as a bare repository whose `branch` (also HEAD) holds a seed history with fixed dates. */
+export async function createBareRepo(
+  t: Cleanup,
+  root: string,
+  name: string,
+  { commits = 1, files = {}, branch = 'main', timeoutMs = 120_000 }: BareRepoOptions = {},
+): Promise<BareRepo> {
+  if (!Number.isInteger(commits) || commits < 1) throw new RangeError(`commits must be >= 1, got ${commits}`);
+  const path = join(root, name);
+  await mkdir(dirname(path), { recursive: true });
+  await git(t, ['init', '-q', '--bare', `--initial-branch=${branch}`, path], { timeoutMs });
+  defer(t, () => rm(path, { recursive: true, force: true, maxRetries: 5 }));
+  const work = await tmpDir(t, 'seed-');
+  try {
+    await git(t, ['init', '-q', `--initial-branch=${branch}`, work], { timeoutMs });
+    for (const [file, content] of Object.entries(files)) {
+      await mkdir(dirname(join(work, file)), { recursive: true });
+      await writeFile(join(work, file), content);
+    }
+    for (let i = 1; i <= commits; i++) {
+      await writeFile(join(work, 'history.txt'), `commit ${i}\n`, { flag: 'a' });
+      await git(t, ['add', '-A'], { cwd: work, timeoutMs });
+      // Fixed dates and identity make the shas reproducible, so failures can be compared across runs.
+      const date = `${1_700_000_000 + i * 60} +0000`;
+      await git(t, [...identity, 'commit', '-q', '-m', `commit ${i}`], {
+        cwd: work,
+        env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date },
+        timeoutMs,
+      });
+    }
+    await git(t, ['push', '-q', path, `HEAD:refs/heads/${branch}`], { cwd: work, timeoutMs });
+  } finally {
+    // The work tree can be large (randomBlobRepo); it is not needed once pushed.
+    await rm(work, { recursive: true, force: true });
+  }
+  await git(t, ['symbolic-ref', 'HEAD', `refs/heads/${branch}`], { cwd: path, timeoutMs });
+  const head = (await git(t, ['rev-parse', `refs/heads/${branch}`], { cwd: path, timeoutMs })).stdout;
+  return { path, head: head.toString('utf8').trim() };
+}
+
+export interface RandomBlobRepoOptions extends Omit<BareRepoOptions, 'files'> {
+  readonly bytes: number;
+  readonly fileName?: string;
+}
+
+/** A bare repo with one file of `bytes` random (incompressible) bytes, for large-transfer tests. */
+export async function randomBlobRepo(
+  t: Cleanup,
+  root: string,
+  name: string,
+  { bytes, fileName = 'random.bin', ...rest }: RandomBlobRepoOptions,
+): Promise<BareRepo & { readonly blob: Buffer }> {
+  const blob = randomBytes(bytes);
+  return { ...(await createBareRepo(t, root, name, { ...rest, files: { [fileName]: blob } })), blob };
+}
