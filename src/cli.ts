@@ -33,11 +33,16 @@ function fail(message: string): never {
 function buildProgram(): { program: Command; flagToSetting: Map<string, SettingName> } {
   const program = new Command()
     .name('git-fcgi')
-    .description('Serve Git repositories over HTTP behind nginx: a streaming FastCGI server for git http-backend.')
+    .description(
+      'Serve Git repositories over HTTP behind nginx: a streaming FastCGI server for git http-backend.',
+    )
     .version(VERSION, '-V, --version')
     .option('-c, --config <file>', 'read settings from this ini file (flags override it)')
     .option('-t, --check-config', 'check the configuration, print the effective settings, and exit')
-    .option('--demo [dir]', 'create a demo repository in DIR (default: $TMPDIR/git-fcgi-demo) and serve it over --http')
+    .option(
+      '--demo [dir]',
+      'create a demo repository in DIR (default: $TMPDIR/git-fcgi-demo) and serve it over --http',
+    )
     .addHelpText('after', EXAMPLES)
     .showHelpAfterError('(run git-fcgi --help for usage)');
   const flagToSetting = new Map<string, SettingName>();
@@ -120,14 +125,19 @@ async function main(): Promise<void> {
     process.exit(70);
   });
   const settings = Object.freeze({ ...config, backend, serverSoftware: `git-fcgi/${VERSION}` });
-  const daemon = new Daemon({ config, log, handler: createRequestHandler({ settings: () => settings, log }) });
+  const daemon = new Daemon({
+    config,
+    log,
+    handler: createRequestHandler({ settings: () => settings, log }),
+  });
   let listening: string[];
   try {
     listening = await daemon.start();
   } catch (err) {
     return fail(describeError(err));
   }
-  for (const where of listening) log.info(`listening on ${where}`, { backend, project_root: config.projectRoot });
+  for (const where of listening)
+    log.info(`listening on ${where}`, { backend, project_root: config.projectRoot });
   if (demo !== undefined) {
     const http = listening.find((l) => l.startsWith('http://'));
     log.info(`demo: git clone ${http ?? ''}/demo.git`);

@@ -31,7 +31,10 @@ export function ensureDemoRepository(root: string = join(tmpdir(), 'git-fcgi-dem
     git(['init', '-q', '--initial-branch=main', work], work);
     writeFileSync(join(work, 'README.md'), README);
     git(['add', 'README.md'], work);
-    git(['-c', 'user.name=git-fcgi', '-c', 'user.email=git-fcgi@localhost', 'commit', '-q', '-m', 'demo'], work);
+    git(
+      ['-c', 'user.name=git-fcgi', '-c', 'user.email=git-fcgi@localhost', 'commit', '-q', '-m', 'demo'],
+      work,
+    );
     git(['push', '-q', repo, 'main'], work);
   } finally {
     rmSync(work, { recursive: true, force: true });

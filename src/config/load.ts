@@ -45,7 +45,10 @@ export function readConfigFile(file: string): Map<SettingName, { raw: string; wh
   for (const [section, body] of Object.entries(parsed)) {
     const sectionLine = lines.get(section);
     if (typeof body !== 'object' || body === null) {
-      throw configError(`${file}:${lines.get(`.${section}`) ?? '?'}`, `"${section}" must be inside a section`);
+      throw configError(
+        `${file}:${lines.get(`.${section}`) ?? '?'}`,
+        `"${section}" must be inside a section`,
+      );
     }
     if (!SECTIONS.has(section as SettingDef<unknown>['section'])) {
       throw configError(`${file}:${sectionLine ?? '?'}`, `unknown section [${section}]`);
@@ -62,7 +65,8 @@ export function readConfigFile(file: string): Map<SettingName, { raw: string; wh
 
 /** Built-in defaults < config file < command-line flags, validated, frozen. */
 export function loadConfig(file: string | null, overrides: Overrides): Config {
-  const fromFile = file === null ? new Map<SettingName, { raw: string; where: string }>() : readConfigFile(file);
+  const fromFile =
+    file === null ? new Map<SettingName, { raw: string; where: string }>() : readConfigFile(file);
   const config: Record<string, unknown> = {};
   for (const name of NAMES) {
     const setting: SettingDef<unknown> = SETTINGS[name];

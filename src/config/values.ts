@@ -10,7 +10,8 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
 export function parseSize(raw: string): number {
   const m = /^(\d+)\s*([kmg]?)b?$/i.exec(raw.trim());
   const unit = m?.[2]?.toLowerCase();
-  if (!m?.[1] || unit === undefined) throw new Error(`expected a size like 512, 64K, 10M or 1G, got "${raw}"`);
+  if (!m?.[1] || unit === undefined)
+    throw new Error(`expected a size like 512, 64K, 10M or 1G, got "${raw}"`);
   const value = Number(m[1]) * (SIZE_UNITS[unit] ?? 1);
   if (!Number.isSafeInteger(value)) throw new Error(`size "${raw}" is too large`);
   return value;

@@ -170,7 +170,9 @@ export class BackendRelay {
     this.stderr.flush();
     const how = exit.signal ?? `exit ${exit.code}`;
     if (head === null) {
-      this.fail(new GitFcgiError('ERR_CGI_HEADER', `backend ended (${how}) before its headers`, { status: 502 }));
+      this.fail(
+        new GitFcgiError('ERR_CGI_HEADER', `backend ended (${how}) before its headers`, { status: 502 }),
+      );
     } else if (exit.code !== 0 && (this.exchange.response.headersSent || head.status < 400)) {
       this.fail(new GitFcgiError('ERR_BACKEND_EXIT', `backend failed (${how})`, { status: 502 }));
     } else {
@@ -182,7 +184,9 @@ export class BackendRelay {
   private readonly onAbort = (): void => {
     const reason: unknown = this.exchange.signal.reason;
     this.fail(
-      isGitFcgiError(reason) ? reason : new GitFcgiError('ERR_CLIENT_ABORT', 'client went away', { cause: reason }),
+      isGitFcgiError(reason)
+        ? reason
+        : new GitFcgiError('ERR_CLIENT_ABORT', 'client went away', { cause: reason }),
     );
   };
 
@@ -204,6 +208,8 @@ export class BackendRelay {
   /** Teardown for every failure: kill the process group, answer or cut off, report. */
   private fail(err: unknown): void {
     if (this.done) return;
+    // Ending the response can abort the exchange's signal synchronously: that must not re-enter.
+    this.done = true;
     const error = isGitFcgiError(err)
       ? err
       : new GitFcgiError('ERR_BACKEND_EXIT', describeError(err), { status: 502, cause: err });
@@ -218,7 +224,6 @@ export class BackendRelay {
   }
 
   private finish(status: number, error?: GitFcgiError): void {
-    if (this.done && error === undefined) return;
     this.done = true;
     clearTimeout(this.idleTimer);
     this.exchange.signal.removeEventListener('abort', this.onAbort);

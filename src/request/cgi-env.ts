@@ -38,7 +38,12 @@ const PASSED_PARAMS = [
  * Request headers that must never reach the backend: HTTP_PROXY is the httpoxy hole (a
  * client-chosen proxy for anything the backend fetches), and credentials are none of git's business.
  */
-const BLOCKED_HEADERS = new Set(['HTTP_PROXY', 'HTTP_AUTHORIZATION', 'HTTP_PROXY_AUTHORIZATION', 'HTTP_COOKIE']);
+const BLOCKED_HEADERS = new Set([
+  'HTTP_PROXY',
+  'HTTP_AUTHORIZATION',
+  'HTTP_PROXY_AUTHORIZATION',
+  'HTTP_COOKIE',
+]);
 
 const HEADER_PARAM = /^HTTP_[A-Z0-9_]+$/;
 const DIGITS = /^\d+$/;

@@ -5,7 +5,11 @@ import type { ResponseSink } from '../exchange.js';
  * A short plain-text error page. The reason logged for operators (paths, errno) stays in the
  * log; the client only learns the status.
  */
-export function sendError(sink: ResponseSink, status: number, extraHeaders: Array<[string, string]> = []): void {
+export function sendError(
+  sink: ResponseSink,
+  status: number,
+  extraHeaders: Array<[string, string]> = [],
+): void {
   const text = `${status} ${STATUS_CODES[status] ?? 'Error'}\n`;
   sink.writeHead(status, [
     ['Content-Type', 'text/plain; charset=utf-8'],

@@ -101,7 +101,8 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
 
 function validate(params: ReadonlyMap<string, string>): GitTarget {
   const pathInfo = derivePathInfo(params);
-  if (pathInfo === undefined) throw new GitFcgiError('ERR_BAD_PATH', 'no PATH_INFO in the request', { status: 400 });
+  if (pathInfo === undefined)
+    throw new GitFcgiError('ERR_BAD_PATH', 'no PATH_INFO in the request', { status: 400 });
   return parseGitTarget(pathInfo, params.get('QUERY_STRING') ?? '', params.get('REQUEST_METHOD') ?? '');
 }
 

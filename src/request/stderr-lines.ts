@@ -26,7 +26,8 @@ export class StderrLines {
 
   private line(raw: string): void {
     const text = lastProgressState(raw).trimEnd();
-    if (text !== '') this.emit(text.length > this.maxLineChars ? `${text.slice(0, this.maxLineChars)}…` : text);
+    if (text !== '')
+      this.emit(text.length > this.maxLineChars ? `${text.slice(0, this.maxLineChars)}…` : text);
   }
 }
 

@@ -34,7 +34,9 @@ export class Daemon {
         log: (level, message, meta) => options.log[level](message, meta),
       });
     });
-    this.fastcgi.on('error', (err) => options.log.error('FastCGI listener error', { reason: describeError(err) }));
+    this.fastcgi.on('error', (err) =>
+      options.log.error('FastCGI listener error', { reason: describeError(err) }),
+    );
     this.http.on('request', (req, res) => track(httpExchange(req, res)));
     this.http.on('clientError', (_err, socket) => socket.destroy());
     // Long fetches and pushes are normal: timeouts are ours (idle_timeout), not Node's defaults.

@@ -77,7 +77,9 @@ export async function bindFastCgi(
   if (address === null) {
     const inherited = inheritedFd(process.env);
     if (inherited === null) {
-      throw listenError('nothing to listen on: give --listen (unix:/path or HOST:PORT), or start under spawn-fcgi or systemd');
+      throw listenError(
+        'nothing to listen on: give --listen (unix:/path or HOST:PORT), or start under spawn-fcgi or systemd',
+      );
     }
     await listenOn(server, { fd: inherited.fd }).catch((err: unknown) => {
       throw listenError(`cannot listen on the ${inherited.from}`, err);

@@ -36,3 +36,16 @@ export function defer(t: Cleanup, fn: CleanupFn): void {
     if (errors.length > 1) throw new AggregateError(errors, `${errors.length} cleanup steps failed`);
   });
 }
+
+/**
+ * A Cleanup for fixtures a suite creates in `before()`: node:test's `after` must be called while
+ * the describe body runs, so call this there (`const suite = suiteCleanup(after)`); everything
+ * registered later runs, newest first, when the suite ends.
+ */
+export function suiteCleanup(register: (fn: () => unknown) => void): Cleanup {
+  const steps: CleanupFn[] = [];
+  register(async () => {
+    for (let step = steps.pop(); step !== undefined; step = steps.pop()) await step();
+  });
+  return { after: (fn) => steps.push(fn) };
+}

@@ -1,0 +1,97 @@
+import { GitFcgiError } from '../errors.js';
+import { decodeParams } from './name-value.js';
+import { RequestBody } from './request-body.js';
+
+export interface RequestLimits {
+  readonly maxParamsBytes: number;
+  readonly maxEarlyStdinBytes: number;
+}
+
+/**
+ * STDIN contents smaller than this are copied: a small view would pin its whole socket chunk
+ * (up to 64 KiB) for as long as it sits in the body's buffer.
+ */
+const COPY_BELOW_BYTES = 4096;
+
+/** What one FastCGI request has received so far: PARAMS until they end, then the body. */
+export class FastCgiRequest {
+  readonly controller = new AbortController();
+  readonly body: RequestBody;
+  stdinDone = false;
+  private params: Buffer[] | null = [];
+  private paramsBytes = 0;
+  private earlyStdinBytes = 0;
+
+  constructor(
+    readonly id: number,
+    readonly keepConn: boolean,
+    private readonly limits: RequestLimits,
+    wantMore: () => void,
+  ) {
+    this.body = new RequestBody(wantMore);
+  }
+
+  /** True once PARAMS have ended (and the handler has been given the request). */
+  get started(): boolean {
+    return this.params === null;
+  }
+
+  /** Adds a PARAMS record; returns the decoded params when this was the empty, final one. */
+  addParams(content: Buffer): Map<string, string> | null {
+    if (this.params === null) return null;
+    if (content.length === 0) {
+      const all = Buffer.concat(this.params, this.paramsBytes);
+      this.params = null;
+      return decodeParams(all);
+    }
+    this.paramsBytes += content.length;
+    if (this.paramsBytes > this.limits.maxParamsBytes) {
+      throw new GitFcgiError(
+        'ERR_FCGI_PARAMS_TOO_LARGE',
+        `PARAMS exceed ${this.limits.maxParamsBytes} bytes`,
+        {
+          status: 431,
+        },
+      );
+    }
+    // Copied: PARAMS are small, and views would pin every chunk they arrived in.
+    this.params.push(Buffer.from(content));
+    return null;
+  }
+
+  /**
+   * Adds a STDIN record (empty: end of body). Returns false when the body is full and the
+   * socket should pause. STDIN before the end of PARAMS is only counted against its cap: the
+   * rest of PARAMS may be queued behind it, so pausing then could deadlock.
+   */
+  addStdin(content: Buffer): boolean {
+    if (this.stdinDone) return true;
+    if (content.length === 0) {
+      this.stdinDone = true;
+      if (!this.body.destroyed) this.body.push(null);
+      return true;
+    }
+    if (this.body.destroyed) return true;
+    if (this.params !== null) {
+      this.earlyStdinBytes += content.length;
+      const cap = this.limits.maxEarlyStdinBytes;
+      if (this.earlyStdinBytes > cap) {
+        throw new GitFcgiError('ERR_FCGI_RECORD', `more than ${cap} bytes of STDIN before the end of PARAMS`);
+      }
+    }
+    const accepted = this.body.push(content.length < COPY_BELOW_BYTES ? Buffer.from(content) : content);
+    return accepted || this.params !== null;
+  }
+
+  /** Aborts the handler's signal (once) and drops the body. */
+  abort(reason: Error): void {
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
+    this.discardBody();
+  }
+
+  /** Drops whatever the handler did not read; later STDIN is ignored. */
+  discardBody(): void {
+    // Without an error: a body nobody listens to must not raise an unhandled 'error'.
+    if (!this.body.destroyed) this.body.destroy();
+  }
+}

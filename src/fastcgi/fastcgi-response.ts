@@ -1,0 +1,114 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { GitFcgiError } from '../errors.js';
+import type { HeaderList, ResponseSink } from '../exchange.js';
+import { ProtocolStatus, RecordType } from './constants.js';
+import { endRequestRecord, recordHeader, writeStreamRecords } from './record-writer.js';
+
+export interface ResponseHooks {
+  /** After END_REQUEST has been written (or could not be, the socket being gone). */
+  onEnd(): void;
+  /** The handler gave up on the response: the connection must be destroyed. */
+  onAbort(reason: Error): void;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[\r\n\0]/;
+
+/**
+ * ResponseSink for one FastCGI request: a CGI header block and the body as STDOUT records,
+ * then an empty STDOUT and END_REQUEST, always last. Every method is safe once the socket is
+ * gone; after end() or abort() everything is a no-op.
+ */
+export class FastCgiResponse implements ResponseSink {
+  private readonly socket: Socket;
+  private readonly requestId: number;
+  private readonly hooks: ResponseHooks;
+  private sentHeaders = false;
+  private done = false;
+
+  constructor(socket: Socket, requestId: number, hooks: ResponseHooks) {
+    this.socket = socket;
+    this.requestId = requestId;
+    this.hooks = hooks;
+  }
+
+  get headersSent(): boolean {
+    return this.sentHeaders;
+  }
+
+  writeHead(status: number, headers: HeaderList): void {
+    if (this.done) return;
+    if (this.sentHeaders) throw new Error('writeHead() called twice');
+    if (!Number.isInteger(status) || status < 100 || status > 999) {
+      throw new GitFcgiError('ERR_CGI_HEADER', `invalid status ${status}`, { status: 502 });
+    }
+    let block = `Status: ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+    for (const [name, value] of headers) {
+      if (!TOKEN.test(name) || BAD_VALUE.test(value)) {
+        throw new GitFcgiError('ERR_CGI_HEADER', `invalid response header ${JSON.stringify(name)}`, {
+          status: 502,
+        });
+      }
+      block += `${name}: ${value}\r\n`;
+    }
+    this.sentHeaders = true;
+    // latin1 keeps header bytes as they were parsed, like node:http does.
+    if (this.writable())
+      writeStreamRecords(
+        this.socket,
+        RecordType.STDOUT,
+        this.requestId,
+        Buffer.from(`${block}\r\n`, 'latin1'),
+      );
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.done || !this.writable()) return true;
+    if (!this.sentHeaders) throw new Error('write() before writeHead()');
+    return writeStreamRecords(this.socket, RecordType.STDOUT, this.requestId, chunk);
+  }
+
+  onceDrain(cb: () => void): void {
+    const socket = this.socket;
+    if (this.done || !this.writable() || !socket.writableNeedDrain) {
+      process.nextTick(cb);
+      return;
+    }
+    // 'close' too: a socket that dies while full never drains, and the caller must not hang.
+    const fire = (): void => {
+      socket.off('drain', fire);
+      socket.off('close', fire);
+      cb();
+    };
+    socket.on('drain', fire);
+    socket.on('close', fire);
+  }
+
+  end(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.writable()) {
+      const id = this.requestId;
+      this.socket.write(
+        Buffer.concat([
+          recordHeader(RecordType.STDOUT, id, 0),
+          endRequestRecord(id, 0, ProtocolStatus.REQUEST_COMPLETE),
+        ]),
+      );
+    }
+    this.hooks.onEnd();
+  }
+
+  abort(reason: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.hooks.onAbort(reason);
+  }
+
+  /** False once the socket is gone or failing (a write after the peer closed fails with EPIPE at once). */
+  private writable(): boolean {
+    const socket = this.socket;
+    return !socket.destroyed && !socket.writableEnded && socket.errored === null;
+  }
+}
