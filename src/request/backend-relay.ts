@@ -96,6 +96,8 @@ export class BackendRelay {
   };
 
   private readonly onBodyEnd = (): void => {
+    // A backend that closed its stdin has answered without the rest: nothing is missing.
+    if (!this.stdinOpen) return;
     const { contentLength } = this.options;
     if (contentLength !== null && this.bytesIn < contentLength) {
       // git http-backend would spin forever waiting for the missing bytes.
@@ -108,7 +110,7 @@ export class BackendRelay {
       );
       return;
     }
-    if (this.stdinOpen) this.backend.child.stdin.end();
+    this.backend.child.stdin.end();
   };
 
   /** EPIPE: the backend closed stdin (it answered without reading everything). Not an error. */

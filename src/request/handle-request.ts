@@ -39,7 +39,11 @@ function requestIdFor(params: ReadonlyMap<string, string>): string {
  */
 export function createRequestHandler(deps: HandlerDeps): ExchangeHandler {
   return (exchange) => {
-    void serve(exchange, deps);
+    serve(exchange, deps).catch((err: unknown) => {
+      // serve() handles every request error itself; reaching here is a bug, not a client's doing.
+      deps.log.error('internal error in request handler', { reason: describeError(err) });
+      exchange.response.abort(err instanceof Error ? err : new Error(String(err)));
+    });
   };
 }
 

@@ -274,3 +274,29 @@ describe('misbehaving backends', () => {
     assert.ok(peak < 100, `peak RSS ${peak} MB while a 64 MB body went to a slow backend`);
   });
 });
+
+describe('a backend that answers without reading the whole body', () => {
+  test('a wrong content type is for git to answer (415); the unread rest of the body is discarded, not an error', async (t) => {
+    const root = await tmpDir(t, 'ct-');
+    await createBareRepo(t, root, 'r.git');
+    const sock = join(await tmpDir(t, 'sock-'), 'g.sock');
+    const daemon = await startGitFcgi(t, [
+      '--listen',
+      `unix:${sock}`,
+      '--project-root',
+      root,
+      '--export-all',
+    ]);
+    const nginx = await startNginx(t, { servers: [{ locations: gitLocation({ socket: sock }) }] });
+    const res = await fetch(nginx.url(0, '/r.git/git-upload-pack'), {
+      method: 'POST',
+      headers: { 'Content-Type': 'text/plain' },
+      body: randomBytes(4 * 1024 * 1024),
+    });
+    assert.equal(res.status, 415);
+    await res.arrayBuffer();
+    await waitFor(() => /status=415/.test(daemon.logs()), { timeoutMs: 5000, what: 'the access line' });
+    assert.doesNotMatch(daemon.logs(), /ERR_BODY_TRUNCATED/);
+    await assertNoGitProcesses(root, { withinMs: 2000 });
+  });
+});
