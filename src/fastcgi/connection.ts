@@ -42,11 +42,11 @@ class FastCgiConnection {
     private readonly options: FastCgiConnectionOptions,
   ) {
     this.peer = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
-    // Half-open, whatever the server was created with: a peer may shut down its side once it
-    // has sent all of STDIN and still read our response; otherwise Node would end our side on
-    // 'end' and cut the response off. nginx never half-closes: when its client goes away it
-    // closes the whole connection, which also arrives as 'end'. Once STDIN is complete the two
-    // look the same, so the request goes on and its next write fails (EPIPE -> 'close' -> abort).
+    // Half-open, so that 'end' from the peer is ours to interpret rather than Node's. nginx
+    // never half-closes: it closes the whole connection when its client goes away, and that
+    // arrives as 'end'. So 'end' during a request means the client is gone and the backend must
+    // be stopped now: waiting for a write to fail is not enough when the response is paused on
+    // a full socket and never writes again.
     socket.allowHalfOpen = true;
     socket.on('data', (chunk: Buffer) => this.guard(() => this.parser.push(chunk)));
     socket.on('end', () => this.guard(() => this.onPeerEnd()));
@@ -147,8 +147,6 @@ class FastCgiConnection {
     this.peerEnded = true;
     const req = this.active;
     if (req === null) return this.endConnection();
-    // A half-close after the whole request: let the response finish (see the constructor).
-    if (req.stdinDone && req.started) return;
     this.abortRequest(req, clientGone());
   }
 
