@@ -138,7 +138,7 @@ export const SETTINGS = {
     flag: '--max-children <n>',
     default: DEFAULT_MAX_CHILDREN,
     parse: (raw) => parseInteger(raw, 1, 100_000),
-    doc: `Most backends (git requests) running at once; further requests wait in the queue. Default: 2 per CPU, at least 4 (here ${DEFAULT_MAX_CHILDREN}).`,
+    doc: `Most backends (git requests) running at once; further requests wait in the queue. Default: 2 per CPU, at least 4 (--check-config shows the value).`,
   }),
   queue: def<number>({
     section: 'server',
@@ -146,7 +146,7 @@ export const SETTINGS = {
     flag: '--queue <n>',
     default: 4 * DEFAULT_MAX_CHILDREN,
     parse: (raw) => parseInteger(raw, 0, 1_000_000),
-    doc: `Requests that may wait for a free backend (first come, first served); beyond that: 503 with Retry-After. 0: no waiting. Default: 4 x max_children's default (here ${4 * DEFAULT_MAX_CHILDREN}).`,
+    doc: `Requests that may wait for a free backend (first come, first served); beyond that: 503 with Retry-After. 0: no waiting. Default: 4 x the default max_children.`,
   }),
   queueTimeoutMs: def<number>({
     section: 'server',

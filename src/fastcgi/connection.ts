@@ -11,7 +11,7 @@ import { FastCgiRequest } from './fastcgi-request.js';
 import { FastCgiResponse } from './fastcgi-response.js';
 import { decodeParams } from './name-value.js';
 import { RecordParser } from './record-parser.js';
-import { endRequestRecord, getValuesResult, unknownTypeRecord } from './record-writer.js';
+import { encodeRecord, endRequestRecord, getValuesResult, unknownTypeRecord } from './record-writer.js';
 
 export type { FastCgiConnectionOptions, LogFn } from './connection-options.js';
 
@@ -33,6 +33,7 @@ class FastCgiConnection {
   private active: FastCgiRequest | null = null;
   private pausedForBody = false;
   private peerEnded = false;
+  private peerProbe: NodeJS.Timeout | undefined;
   /** Set once we have decided to close: later records are ignored. */
   private closing = false;
 
@@ -148,8 +149,25 @@ class FastCgiConnection {
     const req = this.active;
     if (req === null) return this.endConnection();
     // A half-close after the whole request: let the response finish (see the constructor).
-    if (req.stdinDone && req.started) return;
+    if (req.stdinDone && req.started) return this.probePeer(req);
     this.abortRequest(req, clientGone());
+  }
+
+  /**
+   * After 'end' we cannot tell a half-close from nginx closing because its client left, until a
+   * write fails. A request that writes nothing for a while (queued for a backend, or a backend
+   * still thinking) would go unnoticed, so an empty STDERR record is written now and then:
+   * nginx and libfcgi skip it, and on a closed connection it fails (EPIPE -> 'close' -> abort).
+   */
+  private probePeer(req: FastCgiRequest): void {
+    const probe = (): void => {
+      if (this.active !== req || this.closing) return clearInterval(this.peerProbe);
+      this.send(encodeRecord(RecordType.STDERR, req.id, Buffer.alloc(0)));
+    };
+    probe();
+    // Over TCP the first write after the peer's close still succeeds; the next one fails.
+    this.peerProbe = setInterval(probe, PEER_PROBE_INTERVAL_MS);
+    this.peerProbe.unref();
   }
 
   private onClose(): void {
@@ -180,6 +198,7 @@ class FastCgiConnection {
   /** Forgets the request; whatever it did not read of STDIN is discarded from now on. */
   private finish(req: FastCgiRequest | null): void {
     if (req === null || this.active !== req) return;
+    clearInterval(this.peerProbe);
     this.active = null;
     req.discardBody();
     this.resumeForBody();
@@ -225,6 +244,8 @@ class FastCgiConnection {
 
 /** A record header with version 0: no FastCGI peer can accept it. */
 const INVALID_RECORD = Buffer.alloc(8);
+/** How often a request whose peer sent 'end' checks that the peer is still there. */
+const PEER_PROBE_INTERVAL_MS = 1000;
 /** How long a cut-off connection may take to flush before it is destroyed. */
 const CUT_OFF_GRACE_MS = 2000;
 
