@@ -6,8 +6,8 @@ import { formatConfig, loadConfig, type Overrides } from './config/load.js';
 import { SETTINGS, type Config, type SettingName } from './config/settings.js';
 import { ensureDemoRepository } from './demo.js';
 import { describeError } from './errors.js';
-import { createLogger } from './log.js';
-import { Service, preflight } from './server/service.js';
+import { createLogger, logFileProblems } from './log.js';
+import { Service, logOptions, preflight } from './server/service.js';
 import { VERSION } from './version.js';
 
 const EXAMPLES = `
@@ -108,7 +108,10 @@ async function main(): Promise<void> {
   }
   const gitBackend = config.backend ?? defaultBackend();
   const backendFor = (c: Config): string => c.backend ?? gitBackend;
-  const check = (c: Config): string[] => checkEnvironment(c, backendFor(c));
+  const check = (c: Config): string[] => [
+    ...checkEnvironment(c, backendFor(c)),
+    ...logFileProblems(logOptions(c)),
+  ];
   if (opts.checkConfig === true) {
     const problems = check(config);
     try {
@@ -121,13 +124,9 @@ async function main(): Promise<void> {
     process.stderr.write(`git-fcgi: configuration ${configFile ?? '(defaults and flags)'} is ok\n`);
     return;
   }
-  const log = createLogger({
-    level: config.logLevel,
-    format: config.logFormat,
-    file: config.logFile,
-    accessLog: config.accessLog,
-    accessFile: config.accessFile,
-  });
+  const logProblems = logFileProblems(logOptions(config));
+  if (logProblems.length > 0) return fail(logProblems.join('\n'));
+  const log = createLogger(logOptions(config));
   process.on('uncaughtException', (err) => {
     log.error('internal error, exiting', { reason: describeError(err), stack: err.stack });
     process.exit(70);

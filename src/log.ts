@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs';
 import winston from 'winston';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -50,8 +51,31 @@ function lineFormat(format: LogFormat): winston.Logform.Format {
   );
 }
 
+/**
+ * Log files that cannot be opened for appending. winston fails late and fatally on them, so
+ * they are checked first: at startup (exit 1) and on reload (the new config is refused).
+ */
+export function logFileProblems(options: LogOptions): string[] {
+  const files = [options.file, options.accessLog ? options.accessFile : null];
+  return files.flatMap((file) => {
+    if (file === null) return [];
+    try {
+      closeSync(openSync(file, 'a', 0o640));
+      return [];
+    } catch (err) {
+      return [`[log] cannot write ${file}: ${(err as Error).message}`];
+    }
+  });
+}
+
 function transport(file: string | null): winston.transport {
-  if (file !== null) return new winston.transports.File({ filename: file });
+  if (file !== null) {
+    const t = new winston.transports.File({ filename: file });
+    // A file that cannot be (re)opened, e.g. after privileges were dropped, must not kill the
+    // daemon through an unhandled 'error' event: say so where systemd still collects it.
+    t.on('error', (err: Error) => process.stderr.write(`git-fcgi: log file ${file}: ${err.message}\n`));
+    return t;
+  }
   return new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] });
 }
 

@@ -33,15 +33,24 @@ export class Daemon {
   private readonly idleWaiters: Array<() => void> = [];
   private config: Config;
   private allowed: (socket: net.Socket) => boolean;
+  /** Requests that arrived between binding and open() (privileges not dropped yet): held. */
+  private opened = false;
+  private readonly early: Exchange[] = [];
+  private readonly dispatch: ExchangeHandler;
 
   constructor(private readonly options: DaemonOptions) {
     this.config = options.config;
     this.allowed = clientFilter(options.config.allowedClients);
     const track: ExchangeHandler = (exchange) => {
+      if (!this.opened) {
+        this.early.push(exchange);
+        return;
+      }
       // Ping and status are the daemon's own: no slot, no backend, no path validation.
       if (answerBuiltin(exchange, this.config, options.status)) return;
       this.options.handler(this.tracked(exchange));
     };
+    this.dispatch = track;
     this.fastcgi.on('connection', (socket) => {
       if (!this.allowed(socket)) {
         options.log.warn('connection refused: client not in allowed_clients', {
@@ -114,6 +123,15 @@ export class Daemon {
   reconfigure(config: Config): void {
     this.config = config;
     this.allowed = clientFilter(config.allowedClients);
+  }
+
+  /**
+   * Starts handling requests; until then they wait. The first listener accepts while the next
+   * is still being bound, and nothing may run before the privileges are dropped.
+   */
+  open(): void {
+    this.opened = true;
+    for (const exchange of this.early.splice(0)) this.dispatch(exchange);
   }
 
   async start(): Promise<string[]> {

@@ -1,6 +1,6 @@
 import { reloadConfig } from '../config/reload.js';
 import type { Config } from '../config/settings.js';
-import type { ClosableLogger } from '../log.js';
+import type { ClosableLogger, LogOptions } from '../log.js';
 import { createRequestHandler, type HandlerSettings } from '../request/handle-request.js';
 import { Daemon } from './daemon.js';
 import { Limiter } from './limiter.js';
@@ -45,7 +45,7 @@ const limits = (c: Config) => ({
   queueTimeoutMs: c.queueTimeoutMs,
 });
 
-const logOptions = (c: Config) => ({
+export const logOptions = (c: Config): LogOptions => ({
   level: c.logLevel,
   format: c.logFormat,
   file: c.logFile,
@@ -104,6 +104,7 @@ export class Service {
       const { pidFile } = options.config;
       if (pidFile !== null) service.removePidFile = writePidFile(pidFile);
       if (checked.runAs !== null) dropPrivileges(checked.runAs);
+      service.daemon.open();
     } catch (err) {
       await service.daemon.stop(0);
       service.removePidFile();

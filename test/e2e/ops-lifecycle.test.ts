@@ -56,6 +56,11 @@ describe('socket, privileges and pid file', () => {
     assert.equal(s.uid, account.uid);
     assert.equal(s.gid, daemonGid);
     assert.equal((await readFile(pidFile, 'utf8')).trim(), String(daemon.pid));
+    // Ready (the socket accepts) comes a moment before the switch; requests wait for it.
+    await waitFor(async () => (await procStatus(daemon.pid, 'Uid')).startsWith(`${account.uid}\t`), {
+      timeoutMs: 5000,
+      what: 'the privilege drop',
+    });
     assert.equal(
       await procStatus(daemon.pid, 'Uid'),
       `${account.uid}\t${account.uid}\t${account.uid}\t${account.uid}`,
