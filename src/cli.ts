@@ -6,12 +6,9 @@ import { formatConfig, loadConfig, type Overrides } from './config/load.js';
 import { SETTINGS, type Config, type SettingName } from './config/settings.js';
 import { ensureDemoRepository } from './demo.js';
 import { describeError } from './errors.js';
-import { createLogger } from './log.js';
-import { createRequestHandler } from './request/handle-request.js';
-import { Daemon } from './server/daemon.js';
+import { createLogger, logFileProblems } from './log.js';
+import { Service, logOptions, preflight } from './server/service.js';
 import { VERSION } from './version.js';
-
-const SHUTDOWN_TIMEOUT_MS = 30_000;
 
 const EXAMPLES = `
 Examples:
@@ -23,7 +20,9 @@ Examples:
     git-fcgi --demo    then: git clone http://127.0.0.1:8080/demo.git
 
 Without --listen, git-fcgi serves the socket it inherits on fd 0 (spawn-fcgi) or from
-systemd socket activation (LISTEN_FDS). Every setting is documented in etc/git-fcgi.ini.`;
+systemd socket activation (LISTEN_FDS). Every setting is documented in etc/git-fcgi.ini.
+Signals: TERM/INT stop gracefully (shutdown_timeout); HUP reloads the configuration and
+reopens log files.`;
 
 function fail(message: string): never {
   process.stderr.write(`git-fcgi: ${message}\n`);
@@ -97,47 +96,72 @@ async function main(): Promise<void> {
     overrides.projectRoot = ensureDemoRepository(typeof demo === 'string' ? demo : undefined);
     overrides.exportAll = true;
     overrides.http ??= '127.0.0.1:8080';
+    // The demo serves a throwaway repository on localhost: whoever starts it may run it.
+    overrides.allowRoot ??= true;
   }
   const configFile = typeof opts.config === 'string' ? opts.config : null;
+  // Root: a configured service (-c FILE) must say `user = …` or `allow_root = true`. Started
+  // from flags alone (the documented one-liner, scripts, other tools), it serves and warns.
+  const rootByDefault =
+    configFile === null && overrides.allowRoot === undefined && overrides.user === undefined;
+  if (rootByDefault) overrides.allowRoot = true;
   let config: Config;
   try {
     config = loadConfig(configFile, overrides);
   } catch (err) {
     return fail(err instanceof Error ? err.message : String(err));
   }
-  const backend = config.backend ?? defaultBackend();
+  const gitBackend = config.backend ?? defaultBackend();
+  const backendFor = (c: Config): string => c.backend ?? gitBackend;
+  const check = (c: Config): string[] => [
+    ...checkEnvironment(c, backendFor(c)),
+    ...logFileProblems(logOptions(c)),
+  ];
   if (opts.checkConfig === true) {
-    const problems = checkEnvironment(config, backend);
-    process.stdout.write(formatConfig({ ...config, backend }));
+    const problems = check(config);
+    try {
+      preflight(config);
+    } catch (err) {
+      problems.push(describeError(err));
+    }
+    process.stdout.write(formatConfig({ ...config, backend: gitBackend }));
     if (problems.length > 0) fail(`configuration check failed:\n  ${problems.join('\n  ')}`);
     process.stderr.write(`git-fcgi: configuration ${configFile ?? '(defaults and flags)'} is ok\n`);
     return;
   }
-  const log = createLogger({
-    level: config.logLevel,
-    format: config.logFormat,
-    file: config.logFile,
-    accessLog: config.accessLog,
-    accessFile: config.accessFile,
-  });
+  const logProblems = logFileProblems(logOptions(config));
+  if (logProblems.length > 0) return fail(logProblems.join('\n'));
+  const log = createLogger(logOptions(config));
   process.on('uncaughtException', (err) => {
     log.error('internal error, exiting', { reason: describeError(err), stack: err.stack });
     process.exit(70);
   });
-  const settings = Object.freeze({ ...config, backend, serverSoftware: `git-fcgi/${VERSION}` });
-  const daemon = new Daemon({
-    config,
-    log,
-    handler: createRequestHandler({ settings: () => settings, log }),
-  });
-  let listening: string[];
+  let started: Awaited<ReturnType<typeof Service.start>>;
   try {
-    listening = await daemon.start();
+    started = await Service.start({
+      config,
+      log,
+      backendFor,
+      serverSoftware: `git-fcgi/${VERSION}`,
+      load: () => loadConfig(configFile, overrides),
+      check,
+    });
   } catch (err) {
+    await log.close();
     return fail(describeError(err));
   }
+  const { service, listening } = started;
   for (const where of listening)
-    log.info(`listening on ${where}`, { backend, project_root: config.projectRoot });
+    log.info(`listening on ${where}`, {
+      backend: gitBackend,
+      project_root: config.projectRoot,
+      uid: process.getuid?.(),
+    });
+  if (rootByDefault && demo === undefined && process.getuid?.() === 0) {
+    log.warn(
+      'running as root: git and its hooks run as root; use --user git (or a config file with user = git)',
+    );
+  }
   if (demo !== undefined) {
     const http = listening.find((l) => l.startsWith('http://'));
     log.info(`demo: git clone ${http ?? ''}/demo.git`);
@@ -149,8 +173,10 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    log.info(`${signal}: stopping, waiting for ${daemon.activeRequests} request(s)`);
-    void daemon.stop(SHUTDOWN_TIMEOUT_MS).then(async (aborted) => {
+    log.info(
+      `${signal}: stopping, waiting up to ${service.shutdownTimeoutMs} ms for ${service.activeRequests} request(s)`,
+    );
+    void service.stop().then(async (aborted) => {
       if (aborted > 0) log.warn(`aborted ${aborted} request(s) still running after the shutdown timeout`);
       log.info('stopped');
       await log.close();
@@ -159,6 +185,13 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // Reloads run one at a time; a HUP during one is applied after it.
+  let reloading: Promise<void> = Promise.resolve();
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    log.info('SIGHUP: reloading the configuration and reopening log files');
+    reloading = reloading.then(() => service.reload());
+  });
 }
 
 void main();

@@ -23,22 +23,37 @@ export type ErrorCode =
   | 'ERR_CLIENT_ABORT'
   | 'ERR_IDLE_TIMEOUT'
   | 'ERR_SHUTDOWN'
+  // Limits: every backend slot busy and the queue full, or waited too long in the queue.
+  | 'ERR_OVERLOADED'
+  | 'ERR_QUEUE_TIMEOUT'
   // An unexpected local failure (EMFILE, EIO...) that must not look like the client's fault.
   | 'ERR_INTERNAL'
   // Startup / configuration.
   | 'ERR_CONFIG'
-  | 'ERR_LISTEN';
+  | 'ERR_LISTEN'
+  | 'ERR_PRIVILEGES';
 
 export class GitFcgiError extends Error {
   readonly code: ErrorCode;
   /** HTTP status for this error when nothing has been sent to the client yet. */
   readonly status: number;
+  /** Extra response headers for the error page, e.g. Retry-After on 503. */
+  readonly headers: ReadonlyArray<readonly [name: string, value: string]>;
 
-  constructor(code: ErrorCode, message: string, options: { status?: number; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: {
+      status?: number;
+      cause?: unknown;
+      headers?: ReadonlyArray<readonly [name: string, value: string]>;
+    } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GitFcgiError';
     this.code = code;
     this.status = options.status ?? 500;
+    this.headers = options.headers ?? [];
   }
 }
 

@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs';
 import winston from 'winston';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -50,29 +51,69 @@ function lineFormat(format: LogFormat): winston.Logform.Format {
   );
 }
 
+/**
+ * Log files that cannot be opened for appending. winston fails late and fatally on them, so
+ * they are checked first: at startup (exit 1) and on reload (the new config is refused).
+ */
+export function logFileProblems(options: LogOptions): string[] {
+  const files = [options.file, options.accessLog ? options.accessFile : null];
+  return files.flatMap((file) => {
+    if (file === null) return [];
+    try {
+      closeSync(openSync(file, 'a', 0o640));
+      return [];
+    } catch (err) {
+      return [`[log] cannot write ${file}: ${(err as Error).message}`];
+    }
+  });
+}
+
 function transport(file: string | null): winston.transport {
-  if (file !== null) return new winston.transports.File({ filename: file });
+  if (file !== null) {
+    const t = new winston.transports.File({ filename: file });
+    // A file that cannot be (re)opened, e.g. after privileges were dropped, must not kill the
+    // daemon through an unhandled 'error' event: say so where systemd still collects it.
+    t.on('error', (err: Error) => process.stderr.write(`git-fcgi: log file ${file}: ${err.message}\n`));
+    return t;
+  }
   return new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] });
 }
 
-function wrap(w: winston.Logger, accessW: winston.Logger | null, level: LogLevel): Logger {
+/** The winston loggers in use; replaced as a whole when the log settings change. */
+interface Sinks {
+  readonly main: winston.Logger;
+  /** null: the access log is off. May be `main`. */
+  readonly access: winston.Logger | null;
+  readonly level: LogLevel;
+}
+
+/**
+ * Every Logger, children included, writes through `current()`, so a reload (new level, format
+ * or files, or reopening files after logrotate) also applies to requests already running.
+ */
+function wrap(current: () => Sinks, meta: LogMeta): Logger {
+  const write = (level: LogLevel, message: string, extra?: LogMeta): void => {
+    current().main.log(level, message, { ...meta, ...extra });
+  };
   return {
-    error: (m, meta) => w.error(m, meta),
-    warn: (m, meta) => w.warn(m, meta),
-    info: (m, meta) => w.info(m, meta),
-    debug: (m, meta) => w.debug(m, meta),
-    child: (meta) => wrap(w.child(meta), accessW === null ? null : accessW.child(meta), level),
-    access: (meta) => accessW?.info('access', meta),
-    isDebug: () => level === 'debug',
+    error: (m, extra) => write('error', m, extra),
+    warn: (m, extra) => write('warn', m, extra),
+    info: (m, extra) => write('info', m, extra),
+    debug: (m, extra) => write('debug', m, extra),
+    child: (more) => wrap(current, { ...meta, ...more }),
+    access: (extra) => current().access?.info('access', { ...meta, ...extra }),
+    isDebug: () => current().level === 'debug',
   };
 }
 
 export interface ClosableLogger extends Logger {
-  /** Flushes and closes file transports (at exit, and before reopening for logrotate). */
+  /** Applies new log settings; files are closed and opened again (SIGHUP after logrotate). */
+  reconfigure(options: LogOptions): Promise<void>;
+  /** Flushes and closes file transports (at exit). */
   close(): Promise<void>;
 }
 
-export function createLogger(options: LogOptions): ClosableLogger {
+function openSinks(options: LogOptions): Sinks {
   const main = winston.createLogger({
     level: options.level,
     format: lineFormat(options.format),
@@ -87,15 +128,33 @@ export function createLogger(options: LogOptions): ClosableLogger {
           format: lineFormat(options.format),
           transports: [transport(options.accessFile)],
         });
+  return { main, access, level: options.level };
+}
+
+function closeSinks(sinks: Sinks): Promise<void> {
   const closeOne = (w: winston.Logger): Promise<void> =>
     new Promise((resolve) => {
       w.once('finish', () => resolve());
       w.end();
     });
+  const { main, access } = sinks;
+  return Promise.all([
+    closeOne(main),
+    ...(access !== null && access !== main ? [closeOne(access)] : []),
+  ]).then(() => undefined);
+}
+
+export function createLogger(options: LogOptions): ClosableLogger {
+  let sinks = openSinks(options);
   return {
-    ...wrap(main, access, options.level),
+    ...wrap(() => sinks, {}),
+    async reconfigure(next) {
+      const old = sinks;
+      sinks = openSinks(next);
+      await closeSinks(old);
+    },
     async close() {
-      await Promise.all([closeOne(main), ...(access !== null && access !== main ? [closeOne(access)] : [])]);
+      await closeSinks(sinks);
     },
   };
 }

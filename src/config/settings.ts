@@ -1,5 +1,12 @@
+import { availableParallelism } from 'node:os';
 import {
+  formatOwner,
   parseAbsolutePath,
+  parseAccount,
+  parseClients,
+  parseInteger,
+  parseOwner,
+  parseUrlPath,
   parseBool,
   parseDuration,
   parseEnum,
@@ -8,6 +15,7 @@ import {
   parseMode,
   parseSize,
   type ListenAddress,
+  type Owner,
 } from './values.js';
 import type { LogFormat, LogLevel } from '../log.js';
 
@@ -30,6 +38,12 @@ export interface SettingDef<T> {
 function def<T>(d: SettingDef<T>): SettingDef<T> {
   return d;
 }
+
+/**
+ * git http-backend mostly waits on the network, but pack-objects is CPU-bound while it
+ * compresses: a few backends per CPU keep the machine busy without thrashing it.
+ */
+const DEFAULT_MAX_CHILDREN = Math.max(4, 2 * availableParallelism());
 
 const nullable =
   <T>(parse: (raw: string) => T) =>
@@ -54,6 +68,55 @@ export const SETTINGS = {
     show: (mode) => `0${mode.toString(8)}`,
     doc: 'Permissions of the UNIX socket (octal). 0660: only the owner and its group (add nginx to it) may connect.',
   }),
+  socketOwner: def<Owner | null>({
+    section: 'server',
+    key: 'socket_owner',
+    flag: '--socket-owner <user[:group]>',
+    default: null,
+    parse: nullable(parseOwner),
+    show: (owner) => (owner === null ? '' : formatOwner(owner)),
+    doc: "Owner of the UNIX socket, e.g. git:nginx (set before privileges are dropped). Unset: the daemon's own user and group.",
+  }),
+  allowedClients: def<readonly string[] | 'any'>({
+    section: 'server',
+    key: 'allowed_clients',
+    default: ['127.0.0.1'],
+    parse: parseClients,
+    show: (clients) => (clients === 'any' ? 'any' : clients.join(', ')),
+    doc: 'For a TCP listener: the addresses nginx may connect from (comma-separated), or any. Others are disconnected and logged.',
+  }),
+  user: def<string | null>({
+    section: 'server',
+    key: 'user',
+    flag: '--user <user>',
+    default: null,
+    parse: nullable(parseAccount),
+    doc: 'After binding, run as this user (with its supplementary groups); the backends run as it too. Needs root to start. Unset: stay who started git-fcgi.',
+  }),
+  group: def<string | null>({
+    section: 'server',
+    key: 'group',
+    flag: '--group <group>',
+    default: null,
+    parse: nullable(parseAccount),
+    doc: "With user: the primary group to run as. Unset: the user's own primary group.",
+  }),
+  allowRoot: def<boolean>({
+    section: 'server',
+    key: 'allow_root',
+    flag: '--allow-root',
+    default: false,
+    parse: parseBool,
+    doc: 'Allow serving as root (git and its hooks would run as root). Without it, git-fcgi started with a config file refuses to run as root unless user is set; started from command-line flags alone it runs and warns.',
+  }),
+  pidFile: def<string | null>({
+    section: 'server',
+    key: 'pid_file',
+    flag: '--pid-file <file>',
+    default: null,
+    parse: nullable(parseAbsolutePath),
+    doc: "Write the daemon's pid here (after binding, before dropping privileges); removed at exit. Not needed under systemd.",
+  }),
   http: def<{ host: string; port: number } | null>({
     section: 'server',
     key: 'http',
@@ -69,6 +132,29 @@ export const SETTINGS = {
     parse: parseSize,
     doc: 'Largest FastCGI params block (all request headers and CGI variables) accepted from nginx.',
   }),
+  maxChildren: def<number>({
+    section: 'server',
+    key: 'max_children',
+    flag: '--max-children <n>',
+    default: DEFAULT_MAX_CHILDREN,
+    parse: (raw) => parseInteger(raw, 1, 100_000),
+    doc: `Most backends (git requests) running at once; further requests wait in the queue. Default: 2 per CPU, at least 4 (--check-config shows the value).`,
+  }),
+  queue: def<number>({
+    section: 'server',
+    key: 'queue',
+    flag: '--queue <n>',
+    default: 4 * DEFAULT_MAX_CHILDREN,
+    parse: (raw) => parseInteger(raw, 0, 1_000_000),
+    doc: `Requests that may wait for a free backend (first come, first served); beyond that: 503 with Retry-After. 0: no waiting. Default: 4 x the default max_children.`,
+  }),
+  queueTimeoutMs: def<number>({
+    section: 'server',
+    key: 'queue_timeout',
+    default: 30_000,
+    parse: parseDuration,
+    doc: 'A request that waited this long in the queue gets 503 with Retry-After.',
+  }),
   idleTimeoutMs: def<number>({
     section: 'server',
     key: 'idle_timeout',
@@ -83,6 +169,27 @@ export const SETTINGS = {
     default: 2000,
     parse: parseDuration,
     doc: 'After SIGTERM to a backend process group, wait this long before SIGKILL.',
+  }),
+  shutdownTimeoutMs: def<number>({
+    section: 'server',
+    key: 'shutdown_timeout',
+    default: 30_000,
+    parse: parseDuration,
+    doc: 'On SIGTERM/SIGINT: how long running requests may take to finish before their backends are killed.',
+  }),
+  pingPath: def<string | null>({
+    section: 'server',
+    key: 'ping_path',
+    default: null,
+    parse: nullable(parseUrlPath),
+    doc: "A request for this path (e.g. /git-fcgi-ping) is answered 'pong' by git-fcgi itself, for health checks. Unset: off.",
+  }),
+  statusPath: def<string | null>({
+    section: 'server',
+    key: 'status_path',
+    default: null,
+    parse: nullable(parseUrlPath),
+    doc: 'A request for this path (e.g. /git-fcgi-status) gets live figures: plain text, ?json, or ?openmetrics (Prometheus). Unset: off. Restrict it in nginx.',
   }),
   projectRoot: def<string | null>({
     section: 'git',
@@ -114,6 +221,13 @@ export const SETTINGS = {
     default: null,
     parse: nullable(parseSize),
     doc: "Largest fetch negotiation git http-backend buffers (GIT_HTTP_MAX_REQUEST_BUFFER). Unset: git's default, 10M.",
+  }),
+  receiveMaxInputSizeBytes: def<number | null>({
+    section: 'git',
+    key: 'receive_max_input_size',
+    default: null,
+    parse: nullable(parseSize),
+    doc: 'Largest push git accepts (receive.maxInputSize, passed through GIT_CONFIG_COUNT/KEY/VALUE). Unset: no limit.',
   }),
   followSymlinks: def<boolean>({
     section: 'git',

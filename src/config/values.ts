@@ -3,6 +3,8 @@
  * whose message says what was expected; the loader adds file, section, key and line.
  */
 
+import { isIP } from 'node:net';
+
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, '': 1000 };
 
@@ -82,4 +84,54 @@ export function parseHostPort(raw: string): { host: string; port: number } {
 export function formatListen(a: ListenAddress): string {
   if (a.kind === 'unix') return `unix:${a.path}`;
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/** `git`, `git:nginx`, `:nginx` (chown's syntax): names or numeric ids, resolved at startup. */
+export interface Owner {
+  readonly user: string | null;
+  readonly group: string | null;
+}
+
+const ACCOUNT = /^[a-z_][\w.-]*\$?$|^\d+$/i;
+
+export function parseAccount(raw: string): string {
+  const v = raw.trim();
+  if (!ACCOUNT.test(v)) throw new Error(`expected a user or group name (or a numeric id), got "${raw}"`);
+  return v;
+}
+
+export function parseOwner(raw: string): Owner {
+  const [user = '', group = '', ...rest] = raw.trim().split(':');
+  if (rest.length > 0 || (user === '' && group === '')) {
+    throw new Error(`expected user, user:group or :group, got "${raw}"`);
+  }
+  return { user: user === '' ? null : parseAccount(user), group: group === '' ? null : parseAccount(group) };
+}
+
+export function formatOwner(owner: Owner): string {
+  return `${owner.user ?? ''}${owner.group === null ? '' : `:${owner.group}`}`;
+}
+
+/** php-fpm's listen.allowed_clients: comma-separated IPv4/IPv6 addresses, or `any`. */
+export function parseClients(raw: string): readonly string[] | 'any' {
+  const v = raw.trim();
+  if (v.toLowerCase() === 'any') return 'any';
+  const list = v
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '');
+  const bad = list.find((a) => isIP(a) === 0);
+  if (list.length === 0 || bad !== undefined) {
+    throw new Error(`expected "any" or a comma-separated list of IP addresses, got "${bad ?? raw}"`);
+  }
+  return list.map((a) => a.toLowerCase());
+}
+
+/** A request path such as `/git-fcgi-status` (matched exactly, no query). */
+export function parseUrlPath(raw: string): string {
+  const v = raw.trim();
+  if (!/^\/[\w./~-]*$/.test(v) || v.includes('..')) {
+    throw new Error(`expected a URL path like /git-fcgi-status, got "${raw}"`);
+  }
+  return v;
 }

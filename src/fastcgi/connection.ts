@@ -223,6 +223,7 @@ class FastCgiConnection {
 
 /** A record header with version 0: no FastCGI peer can accept it. */
 const INVALID_RECORD = Buffer.alloc(8);
+/** How often a request whose peer sent 'end' checks that the peer is still there. */
 /** How long a cut-off connection may take to flush before it is destroyed. */
 const CUT_OFF_GRACE_MS = 2000;
 

@@ -8,7 +8,7 @@ import type { ResponseSink } from '../exchange.js';
 export function sendError(
   sink: ResponseSink,
   status: number,
-  extraHeaders: Array<[string, string]> = [],
+  extraHeaders: ReadonlyArray<readonly [string, string]> = [],
 ): void {
   const text = `${status} ${STATUS_CODES[status] ?? 'Error'}\n`;
   sink.writeHead(status, [

@@ -15,14 +15,36 @@ export interface HandlerSettings {
   readonly exportAll: boolean;
   readonly followSymlinks: boolean;
   readonly maxRequestBufferBytes: number | null;
+  readonly receiveMaxInputSizeBytes: number | null;
   readonly idleTimeoutMs: number;
   readonly killGraceMs: number;
   readonly serverSoftware: string;
 }
 
+/** What one request amounted to, as its access-log line says. */
+export interface RequestOutcome {
+  readonly status: number;
+  readonly service: string;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
+/** Hooks for the status counters, called as things happen. */
+export interface RequestEvents {
+  accepted(): void;
+  spawned(): void;
+  finished(outcome: RequestOutcome): void;
+}
+
 export interface HandlerDeps {
   readonly settings: () => HandlerSettings;
   readonly log: Logger;
+  /**
+   * Waits for a free backend slot (max_children, queue); resolves with its release. Rejects
+   * with 503 errors when busy, or with the signal's reason when the client leaves meanwhile.
+   */
+  readonly acquireSlot: (signal: AbortSignal) => Promise<() => void>;
+  readonly events: RequestEvents;
 }
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;
@@ -53,6 +75,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
   const id = requestIdFor(params);
   const log = deps.log.child({ req: id });
   const settings = deps.settings();
+  deps.events.accepted();
   let target: GitTarget | undefined;
   let result: RelayResult;
   try {
@@ -72,28 +95,42 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
       pathInfo: target.pathInfo,
       requestId: id,
       maxRequestBufferBytes: settings.maxRequestBufferBytes,
-      gitConfig: [],
+      gitConfig: gitConfigFor(settings),
       serverSoftware: settings.serverSoftware,
     });
-    if (exchange.signal.aborted) throw exchange.signal.reason;
-    const backend = await spawnBackend(settings.backend, env, repoDir);
-    log.debug('backend started', { pid: backend.pid, backend: settings.backend });
-    result = await new BackendRelay(exchange, backend, {
-      idleTimeoutMs: settings.idleTimeoutMs,
-      killGraceMs: settings.killGraceMs,
-      contentLength: contentLengthOf(params),
-      log,
-    }).run();
+    // Only the backend counts against max_children: refusals above cost nothing to wait for.
+    const release = await deps.acquireSlot(exchange.signal);
+    try {
+      if (exchange.signal.aborted) throw exchange.signal.reason;
+      const backend = await spawnBackend(settings.backend, env, repoDir);
+      deps.events.spawned();
+      log.debug('backend started', { pid: backend.pid, backend: settings.backend });
+      result = await new BackendRelay(exchange, backend, {
+        idleTimeoutMs: settings.idleTimeoutMs,
+        killGraceMs: settings.killGraceMs,
+        contentLength: contentLengthOf(params),
+        log,
+      }).run();
+    } finally {
+      release();
+    }
   } catch (err) {
     result = refuse(exchange, err, log);
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  const service = target?.service ?? (target ? 'dumb' : '-');
+  deps.events.finished({
+    status: result.status,
+    service,
+    bytesIn: result.bytesIn,
+    bytesOut: result.bytesOut,
+  });
   log.access({
     addr: params.get('REMOTE_ADDR'),
     user: params.get('REMOTE_USER') || '-',
     method: params.get('REQUEST_METHOD'),
     repo: target?.repo ?? '-',
-    service: target?.service ?? (target ? 'dumb' : '-'),
+    service,
     status: result.status,
     in: result.bytesIn,
     out: result.bytesOut,
@@ -110,6 +147,15 @@ function validate(params: ReadonlyMap<string, string>): GitTarget {
   return parseGitTarget(pathInfo, params.get('QUERY_STRING') ?? '', params.get('REQUEST_METHOD') ?? '');
 }
 
+/** Settings passed to git as `-c` would, through GIT_CONFIG_COUNT/KEY/VALUE. */
+function gitConfigFor(settings: HandlerSettings): Array<[string, string]> {
+  const config: Array<[string, string]> = [];
+  if (settings.receiveMaxInputSizeBytes !== null) {
+    config.push(['receive.maxInputSize', String(settings.receiveMaxInputSizeBytes)]);
+  }
+  return config;
+}
+
 function contentLengthOf(params: ReadonlyMap<string, string>): number | null {
   const raw = params.get('CONTENT_LENGTH');
   return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : null;
@@ -119,11 +165,13 @@ function contentLengthOf(params: ReadonlyMap<string, string>): number | null {
 function refuse(exchange: Exchange, err: unknown, log: Logger): RelayResult {
   const status = isGitFcgiError(err) ? err.status : 500;
   const aborted = isGitFcgiError(err) && err.code === 'ERR_CLIENT_ABORT';
-  const level = status >= 500 && !aborted ? 'error' : status === 404 ? 'info' : 'warn';
+  // Being busy is the limits doing their job, not a fault of git-fcgi's.
+  const level = status >= 500 && !aborted && status !== 503 ? 'error' : status === 404 ? 'info' : 'warn';
   log[level]('request refused', { status, reason: describeError(err) });
   exchange.body.resume();
   if (aborted) exchange.response.end();
-  else if (!exchange.response.headersSent) sendError(exchange.response, status);
-  else exchange.response.abort(err instanceof Error ? err : new Error(String(err)));
+  else if (!exchange.response.headersSent) {
+    sendError(exchange.response, status, isGitFcgiError(err) ? err.headers : []);
+  } else exchange.response.abort(err instanceof Error ? err : new Error(String(err)));
   return { status: aborted ? 499 : status, bytesIn: 0, bytesOut: 0, exit: null, error: describeError(err) };
 }

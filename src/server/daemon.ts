@@ -5,13 +5,21 @@ import type { Exchange, ExchangeHandler } from '../exchange.js';
 import { GitFcgiError, describeError } from '../errors.js';
 import { serveFastCgiConnection } from '../fastcgi/connection.js';
 import type { Logger } from '../log.js';
+import { answerBuiltin } from './builtin-pages.js';
+import { clientFilter } from './client-filter.js';
 import { bindFastCgi, type Bound } from './listen.js';
 import { httpExchange } from './http-exchange.js';
+import type { NumericOwner } from './privileges.js';
+import type { StatusSnapshot } from './status.js';
 
 export interface DaemonOptions {
   readonly config: Config;
   readonly handler: ExchangeHandler;
   readonly log: Logger;
+  /** Live figures for the status page. */
+  readonly status: () => StatusSnapshot;
+  /** Numeric owner of the UNIX socket (socket_owner, resolved). */
+  readonly socketOwner?: NumericOwner | null;
 }
 
 /**
@@ -23,14 +31,36 @@ export class Daemon {
   private readonly bound: Bound[] = [];
   private readonly active = new Set<AbortController>();
   private readonly idleWaiters: Array<() => void> = [];
+  private config: Config;
+  private allowed: (socket: net.Socket) => boolean;
+  /** Requests that arrived between binding and open() (privileges not dropped yet): held. */
+  private opened = false;
+  private readonly early: Exchange[] = [];
+  private readonly dispatch: ExchangeHandler;
 
   constructor(private readonly options: DaemonOptions) {
+    this.config = options.config;
+    this.allowed = clientFilter(options.config.allowedClients);
     const track: ExchangeHandler = (exchange) => {
+      if (!this.opened) {
+        this.early.push(exchange);
+        return;
+      }
+      // Ping and status are the daemon's own: no slot, no backend, no path validation.
+      if (answerBuiltin(exchange, this.config, options.status)) return;
       this.options.handler(this.tracked(exchange));
     };
+    this.dispatch = track;
     this.fastcgi.on('connection', (socket) => {
+      if (!this.allowed(socket)) {
+        options.log.warn('connection refused: client not in allowed_clients', {
+          addr: socket.remoteAddress,
+        });
+        socket.destroy();
+        return;
+      }
       serveFastCgiConnection(socket, track, {
-        maxParamsBytes: options.config.maxParamsBytes,
+        maxParamsBytes: this.config.maxParamsBytes,
         log: (level, message, meta) => options.log[level](message, meta),
       });
     });
@@ -86,11 +116,34 @@ export class Daemon {
     return this.active.size;
   }
 
+  /**
+   * Takes new settings for what follows (connections, ping/status, allowed_clients). Listen
+   * addresses stay as bound: changing them needs a restart.
+   */
+  reconfigure(config: Config): void {
+    this.config = config;
+    this.allowed = clientFilter(config.allowedClients);
+  }
+
+  /**
+   * Starts handling requests; until then they wait. The first listener accepts while the next
+   * is still being bound, and nothing may run before the privileges are dropped.
+   */
+  open(): void {
+    this.opened = true;
+    for (const exchange of this.early.splice(0)) this.dispatch(exchange);
+  }
+
   async start(): Promise<string[]> {
-    const { config } = this.options;
+    const { config } = this;
     const listening: string[] = [];
     if (config.listen !== null || config.http === null) {
-      const bound = await bindFastCgi(this.fastcgi, config.listen, config.socketMode);
+      const bound = await bindFastCgi(
+        this.fastcgi,
+        config.listen,
+        config.socketMode,
+        this.options.socketOwner ?? null,
+      );
       this.bound.push(bound);
       listening.push(`fastcgi ${bound.description}`);
     }

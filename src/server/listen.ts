@@ -1,4 +1,4 @@
-import { chmodSync, fstatSync, lstatSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, fstatSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { GitFcgiError } from '../errors.js';
 import { formatListen, type ListenAddress } from '../config/values.js';
@@ -73,6 +73,7 @@ export async function bindFastCgi(
   server: net.Server,
   address: ListenAddress | null,
   socketMode: number,
+  owner: { readonly uid: number; readonly gid: number } | null = null,
 ): Promise<Bound> {
   if (address === null) {
     const inherited = inheritedFd(process.env);
@@ -103,7 +104,14 @@ export async function bindFastCgi(
   await listenOn(server, { path }).catch((err: unknown) => {
     throw listenError(`cannot listen on ${path}: ${(err as Error).message}`, err);
   });
-  chmodSync(path, socketMode);
+  // A socket nginx cannot use (or anyone can) is worse than none: remove it and fail.
+  try {
+    if (owner !== null) chownSync(path, owner.uid, owner.gid);
+    chmodSync(path, socketMode);
+  } catch (err) {
+    unlinkSync(path);
+    throw listenError(`cannot set owner or mode of ${path}: ${(err as Error).message}`, err);
+  }
   const { ino } = statSync(path);
   return {
     description,

@@ -16,7 +16,13 @@ test('the shipped nginx example serves clones anonymously and pushes with a logi
   const root = await tmpDir(t, 'example-');
   const repo = await createBareRepo(t, root, 'project.git', { commits: 2 });
   const sock = join(await tmpDir(t, 'sock-'), 'git-fcgi.sock');
-  await startGitFcgi(t, ['--listen', `unix:${sock}`, '--export-all']);
+  const dir = await tmpDir(t, 'ini-');
+  const ini = join(dir, 'git-fcgi.ini');
+  await writeFile(
+    ini,
+    `[server]\nallow_root = true\nping_path = /git-fcgi-ping\nstatus_path = /git-fcgi-status\n[git]\nexport_all = true\n`,
+  );
+  const daemon = await startGitFcgi(t, ['-c', ini, '--listen', `unix:${sock}`]);
   const users = await htpasswd(t, root, { alice: 'secret' });
 
   const example = await readFile(join(repoRoot, 'etc', 'nginx', 'git-fcgi.conf'), 'utf8');
@@ -24,11 +30,11 @@ test('the shipped nginx example serves clones anonymously and pushes with a logi
   assert.ok(body, 'the example is one server block');
   const replaced = body
     .replace(/^\s*listen 80;$/m, '')
-    .replace('/srv/git;', `${root};`)
-    .replace('/etc/nginx/git.htpasswd', users)
-    .replace('unix:/run/git-fcgi/git-fcgi.sock', `unix:${sock}`)
+    .replaceAll('/srv/git;', `${root};`)
+    .replaceAll('/etc/nginx/git.htpasswd', users)
+    .replaceAll('unix:/run/git-fcgi/git-fcgi.sock', `unix:${sock}`)
     // nginx resolves relative includes against its prefix; the test runs with its own prefix.
-    .replace(/include\s+fastcgi_params;/, 'include /etc/nginx/fastcgi_params;');
+    .replace(/include\s+fastcgi_params;/g, 'include /etc/nginx/fastcgi_params;');
   for (const original of ['/srv/git;', '/etc/nginx/git.htpasswd', 'unix:/run/git-fcgi/git-fcgi.sock']) {
     assert.ok(!replaced.includes(original), `${original} was substituted`);
   }
@@ -37,7 +43,11 @@ test('the shipped nginx example serves clones anonymously and pushes with a logi
 
   const trace = join(root, 'trace');
   const clone = join(root, 'clone');
-  await git(t, ['-c', 'protocol.version=2', 'clone', '-q', url, clone], { env: { GIT_TRACE_PACKET: trace } });
+  await git(t, ['-c', 'protocol.version=2', 'clone', '-q', url, clone], {
+    env: { GIT_TRACE_PACKET: trace },
+  }).catch(async (err: unknown) => {
+    throw new Error(`${String(err)}\n${daemon.logs()}\n${await nginx.errorLog()}`, { cause: err });
+  });
   assert.match(await readFile(trace, 'utf8'), /version 2/, 'GIT_PROTOCOL reaches git');
   assert.equal((await git(t, ['rev-parse', 'HEAD'], { cwd: clone })).stdout.toString().trim(), repo.head);
 
@@ -55,5 +65,10 @@ test('the shipped nginx example serves clones anonymously and pushes with a logi
     .toString()
     .trim();
   assert.equal(pushed, (await git(t, ['rev-parse', 'HEAD'], { cwd: clone })).stdout.toString().trim());
+  // The ping and status locations answer localhost (the test's client).
+  const ping = await fetch(nginx.url(0, '/git-fcgi-ping'));
+  assert.equal(await ping.text(), 'pong\n');
+  const status = await (await fetch(nginx.url(0, '/git-fcgi-status?json'))).json();
+  assert.ok(typeof status === 'object' && status !== null && 'accepted' in status);
   await assertNoGitProcesses(root, { withinMs: 2000 });
 });

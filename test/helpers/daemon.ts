@@ -28,6 +28,21 @@ export interface StartGitFcgiOptions {
   readonly readyTimeoutMs?: number;
   /** The script node runs instead of dist/cli.js; lets the harness test its readiness logic on a fixture. */
   readonly script?: string;
+  /**
+   * git-fcgi refuses to run as root without `--allow-root` or `--user`; tests run as root, so the
+   * flag is added unless this is false or the args already choose (`--user`, `-c FILE`).
+   */
+  readonly allowRoot?: boolean;
+}
+
+/** `args` plus `--allow-root` when git-fcgi would otherwise refuse to start as root in a test. */
+export function withAllowRoot(args: readonly string[], opts: StartGitFcgiOptions = {}): readonly string[] {
+  const chooses = ['--user', '--allow-root', '-c', '--config'].some((flag) =>
+    args.some((arg) => arg === flag || arg.startsWith(`${flag}=`)),
+  );
+  if (opts.script !== undefined || opts.allowRoot === false || chooses || process.getuid?.() !== 0)
+    return args;
+  return [...args, '--allow-root'];
 }
 
 /** The value of `--name VALUE` or `--name=VALUE`. */
@@ -66,6 +81,7 @@ export async function startGitFcgi(
     throw new Error(`${script} is missing: run \`npm run build\` first`);
   });
   const cwd = opts.cwd ?? process.cwd();
+  args = withAllowRoot(args, opts);
   const proc = await startProcess(t, process.execPath, [script, ...args], {
     cwd,
     ...(opts.env === undefined ? {} : { env: opts.env }),

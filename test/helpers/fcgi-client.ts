@@ -42,13 +42,20 @@ export interface FcgiReply {
   readonly body: Buffer;
 }
 
-/** Sends `bytes` (and half-closes when `closeAfter`), collects records until END_REQUEST or close. */
-export function fcgiExchange(socketPath: string, bytes: Buffer, timeoutMs = 10_000): Promise<FcgiReply> {
+/**
+ * Sends `bytes` to a UNIX socket path (or TCP connect options), collects records until
+ * END_REQUEST or close.
+ */
+export function fcgiExchange(
+  socketPath: string | net.TcpNetConnectOpts,
+  bytes: Buffer,
+  timeoutMs = 10_000,
+): Promise<FcgiReply> {
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];
   let end: FcgiReply['end'] = null;
   const done = new Promise<void>((resolve, reject) => {
-    const socket = net.connect(socketPath);
+    const socket = typeof socketPath === 'string' ? net.connect(socketPath) : net.connect(socketPath);
     const parser = new RecordParser((type, _id, content) => {
       if (type === RecordType.STDOUT) stdout.push(Buffer.from(content));
       else if (type === RecordType.STDERR) stderr.push(Buffer.from(content));

@@ -1,0 +1,103 @@
+import { execFileSync } from 'node:child_process';
+import { GitFcgiError } from '../errors.js';
+import type { Owner } from '../config/values.js';
+
+/** Who the daemon (and so every backend) runs as after binding. */
+export interface Identity {
+  readonly user: string;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** Numeric owner for chown; -1 leaves that part unchanged. */
+export interface NumericOwner {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+function privilegeError(message: string, cause?: unknown): GitFcgiError {
+  return new GitFcgiError('ERR_PRIVILEGES', message, cause === undefined ? {} : { cause });
+}
+
+/**
+ * One passwd or group entry through NSS (getent), so LDAP/SSSD accounts work as they do for
+ * chown(1). Node has no getpwnam.
+ */
+function getent(database: 'passwd' | 'group', name: string): string[] {
+  let line: string;
+  try {
+    line = execFileSync('getent', [database, name], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+  } catch (err) {
+    const what = database === 'passwd' ? 'user' : 'group';
+    throw privilegeError(`no such ${what}: ${name}`, err);
+  }
+  return (line.split('\n')[0] ?? '').split(':');
+}
+
+export function lookupUser(name: string): Identity {
+  const [user = name, , uid, gid] = getent('passwd', name);
+  return { user, uid: Number(uid), gid: Number(gid) };
+}
+
+export function lookupGroup(name: string): number {
+  const [, , gid] = getent('group', name);
+  return Number(gid);
+}
+
+/** The identity `user`/`group` ask for, or null to stay who started the daemon. */
+export function resolveRunAs(user: string | null, group: string | null): Identity | null {
+  if (user === null) {
+    if (group !== null) throw privilegeError('group is set without user: set user as well');
+    return null;
+  }
+  const identity = lookupUser(user);
+  return group === null ? identity : { ...identity, gid: lookupGroup(group) };
+}
+
+export function resolveOwner(owner: Owner): NumericOwner {
+  return {
+    uid: owner.user === null ? -1 : lookupUser(owner.user).uid,
+    gid: owner.group === null ? -1 : lookupGroup(owner.group),
+  };
+}
+
+/**
+ * Refuses, before anything is bound, a setup where git and its hooks would run as root (as
+ * php-fpm and spawn-fcgi do), and one that asks for a user without the rights to switch.
+ */
+export function checkRunAs(identity: Identity | null, allowRoot: boolean): void {
+  const uid = process.getuid?.() ?? -1;
+  if (identity !== null && uid !== 0 && uid !== identity.uid) {
+    throw privilegeError(`user is ${identity.user}, but only root can switch users (running as uid ${uid})`);
+  }
+  const finalUid = identity?.uid ?? uid;
+  if (finalUid === 0 && !allowRoot) {
+    throw privilegeError(
+      'refusing to run as root: set user (e.g. --user git), or allow_root = true (--allow-root) if you mean it',
+    );
+  }
+}
+
+/** Switches to `identity` for good: supplementary groups, then group, then user. */
+export function dropPrivileges(identity: Identity): void {
+  if (process.getuid?.() === identity.uid && process.getgid?.() === identity.gid) return;
+  try {
+    // initgroups(3): the user's supplementary groups (e.g. a repositories group), as login does.
+    // Node has it; @types/node leaves it out.
+    const { initgroups } = process as NodeJS.Process & {
+      initgroups?: (user: string, extraGroup: number) => void;
+    };
+    if (initgroups === undefined) throw new Error('process.initgroups is not available');
+    initgroups.call(process, identity.user, identity.gid);
+    process.setgid?.(identity.gid);
+    process.setuid?.(identity.uid);
+  } catch (err) {
+    throw privilegeError(`cannot switch to user ${identity.user}: ${(err as Error).message}`, err);
+  }
+  if (process.getuid?.() !== identity.uid || process.geteuid?.() !== identity.uid) {
+    throw privilegeError(`still running as uid ${process.geteuid?.() ?? '?'} after switching users`);
+  }
+}

@@ -1,0 +1,155 @@
+import { reloadConfig } from '../config/reload.js';
+import type { Config } from '../config/settings.js';
+import type { ClosableLogger, LogOptions } from '../log.js';
+import { createRequestHandler, type HandlerSettings } from '../request/handle-request.js';
+import { Daemon } from './daemon.js';
+import { Limiter } from './limiter.js';
+import { writePidFile } from './pid-file.js';
+import {
+  checkRunAs,
+  dropPrivileges,
+  resolveOwner,
+  resolveRunAs,
+  type Identity,
+  type NumericOwner,
+} from './privileges.js';
+import { ServerStats } from './status.js';
+
+export interface ServiceOptions {
+  readonly config: Config;
+  readonly log: ClosableLogger;
+  /** The backend to run for a configuration (its own, or git's default one). */
+  readonly backendFor: (config: Config) => string;
+  readonly serverSoftware: string;
+  /** For SIGHUP: reads the configuration again, and finds what would fail at the first request. */
+  readonly load: () => Config;
+  readonly check: (config: Config) => string[];
+}
+
+/** Accounts resolved and the root rule checked: everything that can fail before binding. */
+export interface Preflight {
+  readonly runAs: Identity | null;
+  readonly socketOwner: NumericOwner | null;
+}
+
+export function preflight(config: Config): Preflight {
+  const runAs = resolveRunAs(config.user, config.group);
+  const socketOwner = config.socketOwner === null ? null : resolveOwner(config.socketOwner);
+  checkRunAs(runAs, config.allowRoot);
+  return { runAs, socketOwner };
+}
+
+const limits = (c: Config) => ({
+  maxChildren: c.maxChildren,
+  queue: c.queue,
+  queueTimeoutMs: c.queueTimeoutMs,
+});
+
+export const logOptions = (c: Config): LogOptions => ({
+  level: c.logLevel,
+  format: c.logFormat,
+  file: c.logFile,
+  accessLog: c.accessLog,
+  accessFile: c.accessFile,
+});
+
+/**
+ * One running git-fcgi: binds, writes the pid file, drops privileges, then serves until
+ * stop(); reload() swaps in a new configuration. Composes the pieces, decides nothing itself.
+ */
+export class Service {
+  private config: Config;
+  private handlerSettings: HandlerSettings;
+  private readonly limiter: Limiter;
+  private readonly stats = new ServerStats();
+  private readonly daemon: Daemon;
+  private removePidFile: () => string | null = () => null;
+
+  private constructor(
+    private readonly options: ServiceOptions,
+    checked: Preflight,
+  ) {
+    this.config = options.config;
+    this.handlerSettings = this.settingsFor(options.config);
+    this.limiter = new Limiter(limits(options.config));
+    const { log } = options;
+    this.daemon = new Daemon({
+      config: options.config,
+      log,
+      socketOwner: checked.socketOwner,
+      status: () =>
+        this.stats.snapshot({
+          active: this.limiter.active,
+          queued: this.limiter.queued,
+          maxActiveReached: this.limiter.maxActiveReached,
+          maxChildren: this.config.maxChildren,
+          queue: this.config.queue,
+        }),
+      handler: createRequestHandler({
+        settings: () => this.handlerSettings,
+        log,
+        acquireSlot: (signal) => this.limiter.acquire(signal),
+        events: this.stats,
+      }),
+    });
+  }
+
+  /** Returns the running service and what it listens on; throws (having bound nothing left over) on failure. */
+  static async start(options: ServiceOptions): Promise<{ service: Service; listening: string[] }> {
+    const checked = preflight(options.config);
+    const service = new Service(options, checked);
+    let listening: string[];
+    try {
+      listening = await service.daemon.start();
+      const { pidFile } = options.config;
+      if (pidFile !== null) service.removePidFile = writePidFile(pidFile);
+      if (checked.runAs !== null) dropPrivileges(checked.runAs);
+      service.daemon.open();
+    } catch (err) {
+      await service.daemon.stop(0);
+      service.removePidFile();
+      throw err;
+    }
+    return { service, listening };
+  }
+
+  get activeRequests(): number {
+    return this.daemon.activeRequests;
+  }
+
+  get shutdownTimeoutMs(): number {
+    return this.config.shutdownTimeoutMs;
+  }
+
+  async reload(): Promise<void> {
+    const { log } = this.options;
+    this.config = await reloadConfig(this.config, {
+      load: this.options.load,
+      check: this.options.check,
+      log,
+      reopenLogs: () => log.reconfigure(logOptions(this.config)),
+      apply: async (next) => {
+        await log.reconfigure(logOptions(next));
+        this.handlerSettings = this.settingsFor(next);
+        this.limiter.update(limits(next));
+        this.daemon.reconfigure(next);
+      },
+    });
+  }
+
+  /** Stops accepting, waits up to shutdown_timeout, removes socket and pid file. Returns how many requests were aborted. */
+  async stop(): Promise<number> {
+    const aborted = await this.daemon.stop(this.config.shutdownTimeoutMs);
+    const problem = this.removePidFile();
+    if (problem !== null) this.options.log.warn(problem);
+    return aborted;
+  }
+
+  private settingsFor(config: Config): HandlerSettings {
+    return Object.freeze({
+      ...config,
+      backend: this.options.backendFor(config),
+      serverSoftware: this.options.serverSoftware,
+    });
+  }
+}

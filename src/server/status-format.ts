@@ -1,0 +1,102 @@
+import type { StatusSnapshot } from './status.js';
+
+export type StatusFormat = 'text' | 'json' | 'openmetrics';
+
+export const CONTENT_TYPES: Readonly<Record<StatusFormat, string>> = {
+  text: 'text/plain; charset=utf-8',
+  json: 'application/json',
+  openmetrics: 'application/openmetrics-text; version=1.0.0; charset=utf-8',
+};
+
+/** php-fpm's convention: `?json`, `?openmetrics`, anything else is text. */
+export function statusFormat(queryString: string): StatusFormat {
+  const names = new Set(queryString.split('&').map((p) => p.split('=')[0]));
+  if (names.has('json')) return 'json';
+  if (names.has('openmetrics')) return 'openmetrics';
+  return 'text';
+}
+
+export function renderStatus(s: StatusSnapshot, format: StatusFormat): string {
+  if (format === 'json') return renderJson(s);
+  if (format === 'openmetrics') return renderOpenMetrics(s);
+  return renderText(s);
+}
+
+function renderText(s: StatusSnapshot): string {
+  const rows: Array<[string, string | number]> = [
+    ['start time', s.startTime.toISOString()],
+    ['start since', s.uptimeS],
+    ['accepted requests', s.accepted],
+    ['active backends', s.active],
+    ['queued requests', s.queued],
+    ['max active reached', s.maxActiveReached],
+    ['max children', s.maxChildren],
+    ['queue size', s.queue],
+    ['spawned backends', s.spawned],
+    ['bytes in', s.bytesIn],
+    ['bytes out', s.bytesOut],
+    ...Object.entries(s.responses).map(([code, n]): [string, number] => [`responses ${code}`, n]),
+    ...Object.entries(s.services).map(([name, n]): [string, number] => [`service ${name}`, n]),
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length)) + 2;
+  return rows.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join('');
+}
+
+function renderJson(s: StatusSnapshot): string {
+  return `${JSON.stringify({
+    start_time: s.startTime.toISOString(),
+    start_since: s.uptimeS,
+    accepted: s.accepted,
+    active: s.active,
+    queued: s.queued,
+    max_active_reached: s.maxActiveReached,
+    max_children: s.maxChildren,
+    queue_size: s.queue,
+    spawned: s.spawned,
+    bytes_in: s.bytesIn,
+    bytes_out: s.bytesOut,
+    responses: s.responses,
+    services: s.services,
+  })}\n`;
+}
+
+/** OpenMetrics text (what Prometheus scrapes): a TYPE and HELP line per family, `# EOF` last. */
+function renderOpenMetrics(s: StatusSnapshot): string {
+  const out: string[] = [];
+  const family = (name: string, type: 'gauge' | 'counter', help: string, samples: string[]): void => {
+    out.push(`# TYPE git_fcgi_${name} ${type}`, `# HELP git_fcgi_${name} ${help}`, ...samples);
+  };
+  const counter = (name: string, help: string, value: number): void =>
+    family(name, 'counter', help, [`git_fcgi_${name}_total ${value}`]);
+  const gauge = (name: string, help: string, value: number): void =>
+    family(name, 'gauge', help, [`git_fcgi_${name} ${value}`]);
+  gauge('start_time_seconds', 'When the daemon started (Unix time).', s.startTime.getTime() / 1000);
+  counter('accepted_requests', 'Git requests accepted.', s.accepted);
+  gauge('active_backends', 'Backends running now.', s.active);
+  gauge('queued_requests', 'Requests waiting for a backend now.', s.queued);
+  gauge('max_active_backends', 'Most backends that ran at once.', s.maxActiveReached);
+  gauge('max_children', 'Configured limit of backends at once.', s.maxChildren);
+  gauge('queue_size', 'Configured length of the wait queue.', s.queue);
+  counter('spawned_backends', 'Backends started.', s.spawned);
+  counter('received_bytes', 'Request body bytes passed to backends.', s.bytesIn);
+  counter('sent_bytes', 'Response body bytes sent.', s.bytesOut);
+  family(
+    'responses',
+    'counter',
+    'Finished requests by HTTP status (499: the client left).',
+    Object.entries(s.responses).map(([code, n]) => `git_fcgi_responses_total{code="${code}"} ${n}`),
+  );
+  family(
+    'service_requests',
+    'counter',
+    'Finished requests by git service.',
+    Object.entries(s.services).map(
+      ([name, n]) => `git_fcgi_service_requests_total{service="${escapeLabel(name)}"} ${n}`,
+    ),
+  );
+  return `${out.join('\n')}\n# EOF\n`;
+}
+
+function escapeLabel(value: string): string {
+  return value.replace(/[\\"]/g, (c) => `\\${c}`).replace(/\n/g, '\\n');
+}

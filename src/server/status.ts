@@ -1,0 +1,84 @@
+import type { RequestEvents, RequestOutcome } from '../request/handle-request.js';
+
+/** The limiter's live figures, read when the page is rendered. */
+export interface LoadFigures {
+  readonly active: number;
+  readonly queued: number;
+  readonly maxActiveReached: number;
+  readonly maxChildren: number;
+  readonly queue: number;
+}
+
+/** One snapshot of everything the status page shows. */
+export interface StatusSnapshot {
+  readonly startTime: Date;
+  readonly uptimeS: number;
+  readonly accepted: number;
+  readonly active: number;
+  readonly queued: number;
+  readonly maxActiveReached: number;
+  readonly maxChildren: number;
+  readonly queue: number;
+  readonly spawned: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** By HTTP status, including git-fcgi's own 4xx/5xx and 499 for clients that left. */
+  readonly responses: Readonly<Record<string, number>>;
+  /** By git service (git-upload-pack, git-receive-pack, ..., dumb; `-` when refused before). */
+  readonly services: Readonly<Record<string, number>>;
+}
+
+/**
+ * Counters fed by the request handler's events (a request accepted, a backend spawned, the
+ * access-log outcome of each request), never computed on the side.
+ */
+export class ServerStats implements RequestEvents {
+  readonly startTime = new Date();
+  private acceptedCount = 0;
+  private spawnedCount = 0;
+  private bytesInTotal = 0;
+  private bytesOutTotal = 0;
+  private readonly byStatus = new Map<string, number>();
+  private readonly byService = new Map<string, number>();
+
+  accepted(): void {
+    this.acceptedCount++;
+  }
+
+  spawned(): void {
+    this.spawnedCount++;
+  }
+
+  finished(outcome: RequestOutcome): void {
+    this.bytesInTotal += outcome.bytesIn;
+    this.bytesOutTotal += outcome.bytesOut;
+    bump(this.byStatus, String(outcome.status));
+    bump(this.byService, outcome.service);
+  }
+
+  snapshot(load: LoadFigures, now = new Date()): StatusSnapshot {
+    return {
+      startTime: this.startTime,
+      uptimeS: Math.floor((now.getTime() - this.startTime.getTime()) / 1000),
+      accepted: this.acceptedCount,
+      active: load.active,
+      queued: load.queued,
+      maxActiveReached: load.maxActiveReached,
+      maxChildren: load.maxChildren,
+      queue: load.queue,
+      spawned: this.spawnedCount,
+      bytesIn: this.bytesInTotal,
+      bytesOut: this.bytesOutTotal,
+      responses: sorted(this.byStatus),
+      services: sorted(this.byService),
+    };
+  }
+}
+
+function bump(map: Map<string, number>, key: string): void {
+  map.set(key, (map.get(key) ?? 0) + 1);
+}
+
+function sorted(map: ReadonlyMap<string, number>): Record<string, number> {
+  return Object.fromEntries([...map].sort(([a], [b]) => a.localeCompare(b)));
+}
