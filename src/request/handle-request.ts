@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { AccessDenied } from '../access/access-error.js';
+import { Authorizer, type AccessSettings, type Grant } from '../access/authorize.js';
 import type { Exchange, ExchangeHandler } from '../exchange.js';
 import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -9,7 +11,7 @@ import { sendError } from './error-response.js';
 import { BackendRelay, type RelayResult } from './backend-relay.js';
 
 /** What the request handler needs from the configuration (read per request, so reloads apply). */
-export interface HandlerSettings {
+export interface HandlerSettings extends AccessSettings {
   readonly projectRoot: string | null;
   readonly backend: string;
   readonly exportAll: boolean;
@@ -38,21 +40,25 @@ function requestIdFor(params: ReadonlyMap<string, string>): string {
  * backend, relay both directions, and write one access-log line at the end.
  */
 export function createRequestHandler(deps: HandlerDeps): ExchangeHandler {
+  const authorizer = new Authorizer(deps.log);
   return (exchange) => {
-    void serve(exchange, deps);
+    void serve(exchange, deps, authorizer);
   };
 }
 
-async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
+async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authorizer): Promise<void> {
   const started = process.hrtime.bigint();
   const { params } = exchange;
   const id = requestIdFor(params);
   const log = deps.log.child({ req: id });
   const settings = deps.settings();
   let target: GitTarget | undefined;
+  let grant: Grant | undefined;
+  let denied: AccessDenied | undefined;
   let result: RelayResult;
   try {
     target = validate(params);
+    grant = await authorizer.authorize(settings, target, params, log);
     const projectRoot = params.get('GIT_PROJECT_ROOT') || settings.projectRoot;
     if (!projectRoot) {
       throw new GitFcgiError('ERR_CONFIG', 'no project root: set project_root or pass GIT_PROJECT_ROOT', {
@@ -68,8 +74,10 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
       pathInfo: target.pathInfo,
       requestId: id,
       maxRequestBufferBytes: settings.maxRequestBufferBytes,
-      gitConfig: [],
+      gitConfig: grant.gitConfig,
       serverSoftware: settings.serverSoftware,
+      extraEnv: grant.env,
+      ...(grant.remoteUser === undefined ? {} : { remoteUser: grant.remoteUser }),
     });
     if (exchange.signal.aborted) throw exchange.signal.reason;
     const backend = await spawnBackend(settings.backend, env, repoDir);
@@ -81,12 +89,13 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
       log,
     }).run();
   } catch (err) {
+    if (err instanceof AccessDenied) denied = err;
     result = refuse(exchange, err, log);
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   log.access({
     addr: params.get('REMOTE_ADDR'),
-    user: params.get('REMOTE_USER') || '-',
+    user: userForLog(grant?.user ?? denied?.user, settings, params) || '-',
     method: params.get('REQUEST_METHOD'),
     repo: target?.repo ?? '-',
     service: target?.service ?? (target ? 'dumb' : '-'),
@@ -97,6 +106,17 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
     exit: result.exit,
     ...(result.error ? { error: result.error } : {}),
   });
+}
+
+/** The user a request ran as or was refused as; else what nginx said, unless it is not trusted. */
+function userForLog(
+  user: string | null | undefined,
+  settings: HandlerSettings,
+  params: ReadonlyMap<string, string>,
+): string | null | undefined {
+  if (user) return user;
+  const trusted = !settings.access.enabled || settings.access.auth.mode === 'nginx';
+  return trusted ? params.get('REMOTE_USER') : null;
 }
 
 function validate(params: ReadonlyMap<string, string>): GitTarget {
@@ -115,11 +135,13 @@ function contentLengthOf(params: ReadonlyMap<string, string>): number | null {
 function refuse(exchange: Exchange, err: unknown, log: Logger): RelayResult {
   const status = isGitFcgiError(err) ? err.status : 500;
   const aborted = isGitFcgiError(err) && err.code === 'ERR_CLIENT_ABORT';
-  const level = status >= 500 && !aborted ? 'error' : status === 404 ? 'info' : 'warn';
+  // A 401 is how every authenticated git request starts (curl sends credentials when challenged).
+  const level = status >= 500 && !aborted ? 'error' : status === 404 || status === 401 ? 'info' : 'warn';
   log[level]('request refused', { status, reason: describeError(err) });
   exchange.body.resume();
   if (aborted) exchange.response.end();
-  else if (!exchange.response.headersSent) sendError(exchange.response, status);
+  else if (!exchange.response.headersSent)
+    sendError(exchange.response, status, err instanceof AccessDenied ? err.headers : []);
   else exchange.response.abort(err instanceof Error ? err : new Error(String(err)));
   return { status: aborted ? 499 : status, bytesIn: 0, bytesOut: 0, exit: null, error: describeError(err) };
 }
