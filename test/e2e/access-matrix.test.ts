@@ -309,7 +309,7 @@ for (const mode of ['htpasswd', 'nginx'] as const) {
     }
 
     // Rows that touch only their own refs run side by side.
-    describe('clone, fetch, push and delete a branch', { concurrency: 6 }, () => {
+    describe('clone, fetch, push and delete a branch', { concurrency: 4 }, () => {
       for (const repo of REPOS) {
         for (const who of IDENTITIES) {
           const bad = who === 'wrong password' || who === 'unknown user';
