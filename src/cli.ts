@@ -2,6 +2,8 @@
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { checkAccess } from './access/check-access.js';
+import { runHookCommand } from './cli-hooks.js';
 import { formatConfig, loadConfig, type Overrides } from './config/load.js';
 import { SETTINGS, type Config, type SettingName } from './config/settings.js';
 import { ensureDemoRepository } from './demo.js';
@@ -16,6 +18,8 @@ Examples:
     git-fcgi --listen unix:/run/git-fcgi/git-fcgi.sock --project-root /srv/git
   With a config file, checked first like nginx -t:
     git-fcgi -c /etc/git-fcgi/git-fcgi.ini --check-config
+  Branch rules ([repo:…] protect, deny_force, …): install the pre-receive hook once per repository:
+    git-fcgi install-hooks /srv/git/*.git /srv/git/*/*.git
   Try it without nginx (plain HTTP, a demo repository):
     git-fcgi --demo    then: git clone http://127.0.0.1:8080/demo.git
 
@@ -79,6 +83,7 @@ function checkEnvironment(config: Config, backend: string): string[] {
       problems.push(`[git] project_root: ${config.projectRoot} is not a directory`);
     }
   }
+  problems.push(...checkAccess(config.access));
   return problems;
 }
 
@@ -194,4 +199,7 @@ async function main(): Promise<void> {
   });
 }
 
-void main();
+const subcommand = process.argv[2];
+if (subcommand === 'hook' || subcommand === 'install-hooks') {
+  void runHookCommand(process.argv.slice(2)).then((code) => process.exit(code));
+} else void main();

@@ -13,6 +13,10 @@ export type ErrorCode =
   | 'ERR_NOT_FOUND'
   | 'ERR_METHOD'
   | 'ERR_BAD_REQUEST'
+  // Access control (src/access): no or bad credentials, not allowed, too many failed logins.
+  | 'ERR_UNAUTHENTICATED'
+  | 'ERR_FORBIDDEN'
+  | 'ERR_RATE_LIMITED'
   // Backend (git http-backend) failures.
   | 'ERR_BACKEND_SPAWN'
   | 'ERR_BACKEND_EXIT'

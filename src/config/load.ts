@@ -1,5 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import ini from 'ini';
+import { NO_ACCESS_RULES, parseAccessConfig, type AccessConfig } from '../access/access-config.js';
+import { splitAccessSections } from '../access/ini-sections.js';
 import { GitFcgiError } from '../errors.js';
 import { SETTINGS, type Config, type SettingDef, type SettingName } from './settings.js';
 
@@ -31,13 +34,28 @@ function configError(where: string, message: string): GitFcgiError {
   return new GitFcgiError('ERR_CONFIG', `${where}: ${message}`);
 }
 
-/** Reads an ini file into raw values; unknown sections and keys are errors, not warnings. */
-export function readConfigFile(file: string): Map<SettingName, { raw: string; where: string }> {
-  let text: string;
+/**
+ * Reads an ini file into raw values and the access rules; unknown sections and keys are errors,
+ * not warnings.
+ */
+export function readConfigFile(file: string): {
+  values: Map<SettingName, { raw: string; where: string }>;
+  access: AccessConfig;
+} {
+  let whole: string;
   try {
-    text = readFileSync(file, 'utf8');
+    whole = readFileSync(file, 'utf8');
   } catch (err) {
     throw configError(file, `cannot read: ${(err as Error).message}`);
+  }
+  let text: string;
+  let access: AccessConfig;
+  try {
+    const split = splitAccessSections(whole, (line) => `${file}:${line}`);
+    text = split.rest;
+    access = parseAccessConfig(split.sections, (line) => `${file}:${line}`);
+  } catch (err) {
+    throw new GitFcgiError('ERR_CONFIG', (err as Error).message, { cause: err });
   }
   const lines = locate(text);
   const parsed = ini.parse(text);
@@ -60,14 +78,17 @@ export function readConfigFile(file: string): Map<SettingName, { raw: string; wh
       values.set(name, { raw: String(value), where: `${file}:${line}: [${section}] ${key}` });
     }
   }
-  return values;
+  return { values, access };
 }
 
 /** Built-in defaults < config file < command-line flags, validated, frozen. */
 export function loadConfig(file: string | null, overrides: Overrides): Config {
-  const fromFile =
-    file === null ? new Map<SettingName, { raw: string; where: string }>() : readConfigFile(file);
-  const config: Record<string, unknown> = {};
+  const read = file === null ? null : readConfigFile(file);
+  const fromFile = read?.values ?? new Map<SettingName, { raw: string; where: string }>();
+  const config: Record<string, unknown> = {
+    access: read?.access ?? NO_ACCESS_RULES,
+    configFile: file === null ? null : resolve(file),
+  };
   for (const name of NAMES) {
     const setting: SettingDef<unknown> = SETTINGS[name];
     const flag = overrides[name];
@@ -85,7 +106,7 @@ export function loadConfig(file: string | null, overrides: Overrides): Config {
       throw configError(source.where, (err as Error).message);
     }
   }
-  return Object.freeze(config) as Config;
+  return Object.freeze(config) as unknown as Config;
 }
 
 /** The effective configuration as an ini file, for --check-config. */

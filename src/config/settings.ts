@@ -17,6 +17,7 @@ import {
   type ListenAddress,
   type Owner,
 } from './values.js';
+import type { AccessSettings } from '../access/authorize.js';
 import type { LogFormat, LogLevel } from '../log.js';
 
 /**
@@ -277,5 +278,8 @@ export const SETTINGS = {
 
 export type SettingName = keyof typeof SETTINGS;
 type ValueOf<D> = D extends SettingDef<infer T> ? T : never;
-/** The effective, validated configuration: one frozen object, every default filled in. */
-export type Config = { readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> };
+/**
+ * The effective, validated configuration: one frozen object, every default filled in; with the
+ * access rules ([auth], [groups], [repo:…] sections), which do not fit the one-value table.
+ */
+export type Config = { readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> } & AccessSettings;

@@ -10,6 +10,10 @@ export interface BackendEnvOptions {
   /** Extra `git -c` style settings passed through GIT_CONFIG_COUNT/KEY/VALUE. */
   readonly gitConfig: ReadonlyArray<readonly [key: string, value: string]>;
   readonly serverSoftware: string;
+  /** Set by access control: replaces the front end's REMOTE_USER (null: none). */
+  readonly remoteUser?: string | null;
+  /** Added last: the identity hooks see (GIT_FCGI_USER, GIT_FCGI_GROUPS, GIT_FCGI_REPO, ...). */
+  readonly extraEnv?: Readonly<Record<string, string>>;
 }
 
 /** The only PATH a backend ever sees: the daemon's own PATH is not trusted. */
@@ -75,7 +79,7 @@ export function buildBackendEnv(
   const contentLength = params.get('CONTENT_LENGTH');
   if (contentLength !== undefined && DIGITS.test(contentLength)) env.CONTENT_LENGTH = contentLength;
   // git http-backend only allows pushes when REMOTE_USER is non-empty; an empty one is no user.
-  const user = params.get('REMOTE_USER');
+  const user = options.remoteUser !== undefined ? options.remoteUser : params.get('REMOTE_USER');
   if (user) env.REMOTE_USER = user;
   // git checks GIT_HTTP_EXPORT_ALL for presence, so nginx's `fastcgi_param GIT_HTTP_EXPORT_ALL ""` counts.
   if (options.exportAll || params.has('GIT_HTTP_EXPORT_ALL')) env.GIT_HTTP_EXPORT_ALL = '1';
@@ -92,5 +96,6 @@ export function buildBackendEnv(
       env[`GIT_CONFIG_VALUE_${i}`] = value;
     });
   }
+  if (options.extraEnv !== undefined) Object.assign(env, options.extraEnv);
   return env;
 }

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { AccessDenied } from '../access/access-error.js';
+import { Authorizer, type AccessSettings, type Grant } from '../access/authorize.js';
 import type { Exchange, ExchangeHandler } from '../exchange.js';
 import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -9,7 +11,7 @@ import { sendError } from './error-response.js';
 import { BackendRelay, type RelayResult } from './backend-relay.js';
 
 /** What the request handler needs from the configuration (read per request, so reloads apply). */
-export interface HandlerSettings {
+export interface HandlerSettings extends AccessSettings {
   readonly projectRoot: string | null;
   readonly backend: string;
   readonly exportAll: boolean;
@@ -60,8 +62,9 @@ function requestIdFor(params: ReadonlyMap<string, string>): string {
  * backend, relay both directions, and write one access-log line at the end.
  */
 export function createRequestHandler(deps: HandlerDeps): ExchangeHandler {
+  const authorizer = new Authorizer(deps.log);
   return (exchange) => {
-    serve(exchange, deps).catch((err: unknown) => {
+    serve(exchange, deps, authorizer).catch((err: unknown) => {
       // serve() handles every request error itself; reaching here is a bug, not a client's doing.
       deps.log.error('internal error in request handler', { reason: describeError(err) });
       exchange.response.abort(err instanceof Error ? err : new Error(String(err)));
@@ -69,7 +72,7 @@ export function createRequestHandler(deps: HandlerDeps): ExchangeHandler {
   };
 }
 
-async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
+async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authorizer): Promise<void> {
   const started = process.hrtime.bigint();
   const { params } = exchange;
   const id = requestIdFor(params);
@@ -77,9 +80,12 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
   const settings = deps.settings();
   deps.events.accepted();
   let target: GitTarget | undefined;
+  let grant: Grant | undefined;
+  let denied: AccessDenied | undefined;
   let result: RelayResult;
   try {
     target = validate(params);
+    grant = await authorizer.authorize(settings, target, params, log);
     const projectRoot = params.get('GIT_PROJECT_ROOT') || settings.projectRoot;
     if (!projectRoot) {
       throw new GitFcgiError('ERR_CONFIG', 'no project root: set project_root or pass GIT_PROJECT_ROOT', {
@@ -95,8 +101,10 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
       pathInfo: target.pathInfo,
       requestId: id,
       maxRequestBufferBytes: settings.maxRequestBufferBytes,
-      gitConfig: gitConfigFor(settings),
+      gitConfig: [...gitConfigFor(settings), ...grant.gitConfig],
       serverSoftware: settings.serverSoftware,
+      extraEnv: grant.env,
+      ...(grant.remoteUser === undefined ? {} : { remoteUser: grant.remoteUser }),
     });
     // Only the backend counts against max_children: refusals above cost nothing to wait for.
     const release = await deps.acquireSlot(exchange.signal);
@@ -115,6 +123,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
       release();
     }
   } catch (err) {
+    if (err instanceof AccessDenied) denied = err;
     result = refuse(exchange, err, log);
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -127,7 +136,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
   });
   log.access({
     addr: params.get('REMOTE_ADDR'),
-    user: params.get('REMOTE_USER') || '-',
+    user: userForLog(grant?.user ?? denied?.user, settings, params) || '-',
     method: params.get('REQUEST_METHOD'),
     repo: target?.repo ?? '-',
     service,
@@ -138,6 +147,17 @@ async function serve(exchange: Exchange, deps: HandlerDeps): Promise<void> {
     exit: result.exit,
     ...(result.error ? { error: result.error } : {}),
   });
+}
+
+/** The user a request ran as or was refused as; else what nginx said, unless it is not trusted. */
+function userForLog(
+  user: string | null | undefined,
+  settings: HandlerSettings,
+  params: ReadonlyMap<string, string>,
+): string | null | undefined {
+  if (user) return user;
+  const trusted = !settings.access.enabled || settings.access.auth.mode === 'nginx';
+  return trusted ? params.get('REMOTE_USER') : null;
 }
 
 function validate(params: ReadonlyMap<string, string>): GitTarget {
@@ -165,8 +185,14 @@ function contentLengthOf(params: ReadonlyMap<string, string>): number | null {
 function refuse(exchange: Exchange, err: unknown, log: Logger): RelayResult {
   const status = isGitFcgiError(err) ? err.status : 500;
   const aborted = isGitFcgiError(err) && err.code === 'ERR_CLIENT_ABORT';
-  // Being busy is the limits doing their job, not a fault of git-fcgi's.
-  const level = status >= 500 && !aborted && status !== 503 ? 'error' : status === 404 ? 'info' : 'warn';
+  // Being busy is the limits doing their job, not a fault; a 401 is how every authenticated git
+  // request starts (git sends credentials only when challenged).
+  const level =
+    status >= 500 && !aborted && status !== 503
+      ? 'error'
+      : status === 404 || status === 401
+        ? 'info'
+        : 'warn';
   log[level]('request refused', { status, reason: describeError(err) });
   exchange.body.resume();
   if (aborted) exchange.response.end();

@@ -55,7 +55,14 @@ describe('socket, privileges and pid file', () => {
     assert.equal(s.mode & 0o777, 0o640);
     assert.equal(s.uid, account.uid);
     assert.equal(s.gid, daemonGid);
-    assert.equal((await readFile(pidFile, 'utf8')).trim(), String(daemon.pid));
+    // The pid file follows the bind by a moment.
+    await waitFor(
+      async () => (await readFile(pidFile, 'utf8').catch(() => '')).trim() === String(daemon.pid),
+      {
+        timeoutMs: 5000,
+        what: `the pid file to hold ${daemon.pid}`,
+      },
+    );
     // Ready (the socket accepts) comes a moment before the switch; requests wait for it.
     await waitFor(async () => (await procStatus(daemon.pid, 'Uid')).startsWith(`${account.uid}\t`), {
       timeoutMs: 5000,

@@ -29,15 +29,15 @@ export interface StartGitFcgiOptions {
   /** The script node runs instead of dist/cli.js; lets the harness test its readiness logic on a fixture. */
   readonly script?: string;
   /**
-   * git-fcgi refuses to run as root without `--allow-root` or `--user`; tests run as root, so the
-   * flag is added unless this is false or the args already choose (`--user`, `-c FILE`).
+   * With a config file git-fcgi refuses to run as root without `allow_root` or `user`; tests run
+   * as root, so `--allow-root` is added unless this is false or the args choose (`--user`).
    */
   readonly allowRoot?: boolean;
 }
 
 /** `args` plus `--allow-root` when git-fcgi would otherwise refuse to start as root in a test. */
 export function withAllowRoot(args: readonly string[], opts: StartGitFcgiOptions = {}): readonly string[] {
-  const chooses = ['--user', '--allow-root', '-c', '--config'].some((flag) =>
+  const chooses = ['--user', '--allow-root'].some((flag) =>
     args.some((arg) => arg === flag || arg.startsWith(`${flag}=`)),
   );
   if (opts.script !== undefined || opts.allowRoot === false || chooses || process.getuid?.() !== 0)
