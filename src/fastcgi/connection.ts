@@ -11,7 +11,7 @@ import { FastCgiRequest } from './fastcgi-request.js';
 import { FastCgiResponse } from './fastcgi-response.js';
 import { decodeParams } from './name-value.js';
 import { RecordParser } from './record-parser.js';
-import { endRequestRecord, getValuesResult, unknownTypeRecord } from './record-writer.js';
+import { endRequestRecord, getValuesResult, recordHeader, unknownTypeRecord } from './record-writer.js';
 
 export type { FastCgiConnectionOptions, LogFn } from './connection-options.js';
 
@@ -147,8 +147,12 @@ class FastCgiConnection {
     this.peerEnded = true;
     const req = this.active;
     if (req === null) return this.endConnection();
-    // A half-close after the whole request: let the response finish (see the constructor).
-    if (req.stdinDone && req.started) return;
+    // A half-close after the whole request: let the response finish (see the constructor). But
+    // a full close looks the same, and the backend may not write for minutes (pack-objects
+    // counting a big repository), leaving it running for a client long gone. So probe: an empty
+    // STDERR record only ends a stream we never use, harmless to a peer still reading; to a closed
+    // peer the write fails (EPIPE -> 'close' -> abort).
+    if (req.stdinDone && req.started) return this.send(recordHeader(RecordType.STDERR, req.id, 0));
     this.abortRequest(req, clientGone());
   }
 

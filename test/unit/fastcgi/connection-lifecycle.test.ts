@@ -122,6 +122,20 @@ describe('FastCGI connection: lifecycle', OPTIONS, () => {
     assert.match(client.stdout(1).toString(), /late answer$/);
   });
 
+  test('a close after the whole request aborts it even while the handler writes nothing', async (t) => {
+    // What nginx does when its client goes away while git is still counting objects: the
+    // request is complete, the backend silent, and only a write can tell a close from a half-close.
+    const { handler, next } = captureHandler();
+    const { path } = await startServer(t, handler);
+    const client = await FcgiClient.connect(t, path);
+    client.send(beginRequest(1), paramsRecords(1, []), stdinRecords(1, Buffer.from('all of it')));
+    const exchange = await next();
+    client.socket.destroy();
+    await deadline(once(exchange.signal, 'abort'), 'abort', 2000);
+    assert.equal(abortReason(exchange).code, 'ERR_CLIENT_ABORT');
+    exchange.response.end();
+  });
+
   test('a half-close before the end of STDIN aborts the request', async (t) => {
     const { handler, next } = captureHandler();
     const { path } = await startServer(t, handler);
