@@ -47,7 +47,8 @@ try {
   });
   await new Promise((resolve) => server.listen(sock, resolve));
   steps.push(() => server.close());
-  const location = gitLocation({ socket: sock, projectRoot: '/srv/git', exportAll: true });
+  // No GIT_PROJECT_ROOT: the daemon's --project-root applies, so the e2e fuzzer's streams reach git.
+  const location = gitLocation({ socket: sock });
   const nginx = await startNginx(cleanup, {
     servers: [{ locations: location }],
     httpExtra: 'large_client_header_buffers 4 128k;',
