@@ -133,6 +133,7 @@ class FastCgiConnection {
         this.cutOff();
       },
     });
+    if (req.paramsTooLarge) return this.refuseParams(req, response);
     const { body, controller } = req;
     try {
       this.handler({ params, body, response, signal: controller.signal, transport: 'fastcgi' });
@@ -141,6 +142,18 @@ class FastCgiConnection {
       this.options.log('error', 'request handler threw', this.meta(error));
       response.abort(error);
     }
+  }
+
+  /** Too-large PARAMS get a short 431 (what nginx does for headers it cannot hold); no handler runs. */
+  private refuseParams(req: FastCgiRequest, response: FastCgiResponse): void {
+    this.options.log('warn', 'FastCGI params too large', this.meta(req.paramsError()));
+    const text = Buffer.from('431 Request Header Fields Too Large\n');
+    response.writeHead(431, [
+      ['Content-Type', 'text/plain; charset=utf-8'],
+      ['Content-Length', String(text.length)],
+    ]);
+    response.write(text);
+    response.end();
   }
 
   private onPeerEnd(): void {
