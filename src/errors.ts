@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'ERR_NOT_FOUND'
   | 'ERR_METHOD'
   | 'ERR_BAD_REQUEST'
+  | 'ERR_CONTENT_TYPE'
   // Backend (git http-backend) failures.
   | 'ERR_BACKEND_SPAWN'
   | 'ERR_BACKEND_EXIT'
