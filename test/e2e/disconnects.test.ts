@@ -123,16 +123,25 @@ describe('client disconnects at random points', () => {
         }),
       );
     };
-    await run(0, 20); // warm-up: the daemon's heap and fd table reach their working size
+    // Warm-up: the daemon's heap and fd table reach their working size. RSS then still moves
+    // with the garbage collector, so it is judged by the second half against the first.
+    await run(0, 20);
     const before = await settled(await health(daemon.pid));
+    await run(20, 160);
+    const middle = await settled(before);
     const total = 300;
-    await run(20, total);
+    await run(160, total);
     const end = await settled(before);
-    assert.ok(end.rssMb <= before.rssMb * 1.3 + 10, `RSS grew: ${describeHealth(before, end)}`);
+    assert.ok(
+      end.rssMb <= Math.max(before.rssMb, middle.rssMb) * 1.2 + 10,
+      `RSS keeps growing: ${before.rssMb} -> ${middle.rssMb} -> ${end.rssMb} MB`,
+    );
     await git(suite, ['fsck', '--no-progress'], { cwd: repo });
     assert.match(daemon.logs(), /status=499/);
     assert.doesNotMatch(daemon.logs(), /internal error/);
-    t.diagnostic(`seed ${SEED}: ${total} trials; ${describeHealth(before, end)}`);
+    t.diagnostic(
+      `seed ${SEED}: ${total} trials; ${describeHealth(before, end)} (${middle.rssMb} MB half-way)`,
+    );
   });
 
   test('60 clones and pushes through nginx, aborted by the HTTP client', async (t) => {
