@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'ERR_UNAUTHENTICATED'
   | 'ERR_FORBIDDEN'
   | 'ERR_RATE_LIMITED'
+  | 'ERR_CONTENT_TYPE'
   // Backend (git http-backend) failures.
   | 'ERR_BACKEND_SPAWN'
   | 'ERR_BACKEND_EXIT'

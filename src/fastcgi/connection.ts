@@ -11,7 +11,7 @@ import { FastCgiRequest } from './fastcgi-request.js';
 import { FastCgiResponse } from './fastcgi-response.js';
 import { decodeParams } from './name-value.js';
 import { RecordParser } from './record-parser.js';
-import { endRequestRecord, getValuesResult, unknownTypeRecord } from './record-writer.js';
+import { endRequestRecord, getValuesResult, recordHeader, unknownTypeRecord } from './record-writer.js';
 
 export type { FastCgiConnectionOptions, LogFn } from './connection-options.js';
 
@@ -35,6 +35,7 @@ class FastCgiConnection {
   private peerEnded = false;
   /** Set once we have decided to close: later records are ignored. */
   private closing = false;
+  private peerProbe: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -42,11 +43,10 @@ class FastCgiConnection {
     private readonly options: FastCgiConnectionOptions,
   ) {
     this.peer = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
-    // Half-open, so that 'end' from the peer is ours to interpret rather than Node's. nginx
-    // never half-closes: it closes the whole connection when its client goes away, and that
-    // arrives as 'end'. So 'end' during a request means the client is gone and the backend must
-    // be stopped now: waiting for a write to fail is not enough when the response is paused on
-    // a full socket and never writes again.
+    // Half-open, so that 'end' from the peer is ours to interpret: a client may shut down its
+    // side once it has sent the whole request and still read the response. nginx never does;
+    // it closes the whole connection when its client goes away, which also arrives as 'end'.
+    // See onPeerEnd for how the two are told apart.
     socket.allowHalfOpen = true;
     socket.on('data', (chunk: Buffer) => this.guard(() => this.parser.push(chunk)));
     socket.on('end', () => this.guard(() => this.onPeerEnd()));
@@ -133,6 +133,7 @@ class FastCgiConnection {
         this.cutOff();
       },
     });
+    if (req.paramsTooLarge) return this.refuseParams(req, response);
     const { body, controller } = req;
     try {
       this.handler({ params, body, response, signal: controller.signal, transport: 'fastcgi' });
@@ -143,11 +144,41 @@ class FastCgiConnection {
     }
   }
 
+  /** Too-large PARAMS get a short 431 (what nginx does for headers it cannot hold); no handler runs. */
+  private refuseParams(req: FastCgiRequest, response: FastCgiResponse): void {
+    this.options.log('warn', 'FastCGI params too large', this.meta(req.paramsError()));
+    const text = Buffer.from('431 Request Header Fields Too Large\n');
+    response.writeHead(431, [
+      ['Content-Type', 'text/plain; charset=utf-8'],
+      ['Content-Length', String(text.length)],
+    ]);
+    response.write(text);
+    response.end();
+  }
+
   private onPeerEnd(): void {
     this.peerEnded = true;
     const req = this.active;
     if (req === null) return this.endConnection();
+    if (req.stdinDone && req.started) return this.probePeer(req);
     this.abortRequest(req, clientGone());
+  }
+
+  /**
+   * After 'end' only a write tells a half-close from a full close, and the backend may write
+   * nothing for minutes (pack-objects counting a big repository, a request queued for a slot).
+   * So an empty STDERR record is written now and every second: it ends a stream we never use,
+   * harmless to a peer still reading, and fails on a closed one (EPIPE -> 'close' -> abort).
+   * Over a UNIX socket the first write fails; over TCP the first draws a reset, the next fails.
+   */
+  private probePeer(req: FastCgiRequest): void {
+    const probe = (): void => {
+      if (this.active !== req || this.closing) return clearInterval(this.peerProbe);
+      this.send(EMPTY_STDERR(req.id));
+    };
+    probe();
+    this.peerProbe = setInterval(probe, PEER_PROBE_INTERVAL_MS);
+    this.peerProbe.unref();
   }
 
   private onClose(): void {
@@ -178,6 +209,7 @@ class FastCgiConnection {
   /** Forgets the request; whatever it did not read of STDIN is discarded from now on. */
   private finish(req: FastCgiRequest | null): void {
     if (req === null || this.active !== req) return;
+    clearInterval(this.peerProbe);
     this.active = null;
     req.discardBody();
     this.resumeForBody();
@@ -220,6 +252,9 @@ class FastCgiConnection {
     return { peer: this.peer, ...(code === undefined ? {} : { code }), error: describeError(err) };
   }
 }
+
+const PEER_PROBE_INTERVAL_MS = 1000;
+const EMPTY_STDERR = (requestId: number): Buffer => recordHeader(RecordType.STDERR, requestId, 0);
 
 /** A record header with version 0: no FastCGI peer can accept it. */
 const INVALID_RECORD = Buffer.alloc(8);

@@ -36,27 +36,38 @@ export class FastCgiRequest {
     return this.params === null;
   }
 
-  /** Adds a PARAMS record; returns the decoded params when this was the empty, final one. */
+  /**
+   * Adds a PARAMS record; returns the decoded params when this was the empty, final one.
+   * Params over the cap are counted and dropped, not kept: the request then ends with
+   * `paramsTooLarge` set and empty params, to be answered 431 rather than by closing the
+   * connection (which nginx would turn into a 502).
+   */
   addParams(content: Buffer): Map<string, string> | null {
     if (this.params === null) return null;
     if (content.length === 0) {
-      const all = Buffer.concat(this.params, this.paramsBytes);
+      const all = Buffer.concat(this.params, this.paramsTooLarge ? 0 : this.paramsBytes);
       this.params = null;
-      return decodeParams(all);
+      return this.paramsTooLarge ? new Map() : decodeParams(all);
     }
     this.paramsBytes += content.length;
-    if (this.paramsBytes > this.limits.maxParamsBytes) {
-      throw new GitFcgiError(
-        'ERR_FCGI_PARAMS_TOO_LARGE',
-        `PARAMS exceed ${this.limits.maxParamsBytes} bytes`,
-        {
-          status: 431,
-        },
-      );
-    }
+    if (this.paramsBytes > this.limits.maxParamsBytes) this.params = [];
     // Copied: PARAMS are small, and views would pin every chunk they arrived in.
-    this.params.push(Buffer.from(content));
+    else this.params.push(Buffer.from(content));
     return null;
+  }
+
+  /** Set once PARAMS went over maxParamsBytes: they were dropped. */
+  get paramsTooLarge(): boolean {
+    return this.paramsBytes > this.limits.maxParamsBytes;
+  }
+
+  /** The coded error for a request whose params were too large. */
+  paramsError(): GitFcgiError {
+    return new GitFcgiError(
+      'ERR_FCGI_PARAMS_TOO_LARGE',
+      `PARAMS of ${this.paramsBytes} bytes exceed ${this.limits.maxParamsBytes}`,
+      { status: 431 },
+    );
   }
 
   /**

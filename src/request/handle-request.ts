@@ -5,6 +5,7 @@ import type { Exchange, ExchangeHandler } from '../exchange.js';
 import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { buildBackendEnv } from './cgi-env.js';
+import { checkRpcContentType } from './content-type.js';
 import { derivePathInfo, parseGitTarget, resolveRepository, type GitTarget } from './repo-path.js';
 import { spawnBackend } from './backend-process.js';
 import { sendError } from './error-response.js';
@@ -164,7 +165,13 @@ function validate(params: ReadonlyMap<string, string>): GitTarget {
   const pathInfo = derivePathInfo(params);
   if (pathInfo === undefined)
     throw new GitFcgiError('ERR_BAD_PATH', 'no PATH_INFO in the request', { status: 400 });
-  return parseGitTarget(pathInfo, params.get('QUERY_STRING') ?? '', params.get('REQUEST_METHOD') ?? '');
+  const target = parseGitTarget(
+    pathInfo,
+    params.get('QUERY_STRING') ?? '',
+    params.get('REQUEST_METHOD') ?? '',
+  );
+  checkRpcContentType(target, params.get('CONTENT_TYPE'));
+  return target;
 }
 
 /** Settings passed to git as `-c` would, through GIT_CONFIG_COUNT/KEY/VALUE. */

@@ -8,6 +8,7 @@ import { encodeRecord } from '../../../src/fastcgi/record-writer.js';
 import {
   FcgiClient,
   beginRequest,
+  deadline,
   echoHandler,
   echoReply,
   endRequestFields,
@@ -211,15 +212,29 @@ describe('FastCGI connection: protocol', OPTIONS, () => {
     assert.ok(logs.some((l) => l.level === 'warn' && l.meta?.['code'] === 'ERR_FCGI_RECORD'));
   });
 
-  test('PARAMS over maxParamsBytes close the connection with a warning; the handler is not called', async (t) => {
+  test('PARAMS over maxParamsBytes are answered 431 with a warning; the handler is not called', async (t) => {
     let calls = 0;
     const { path, logs } = await startServer(t, () => calls++, { maxParamsBytes: 1000 });
     const client = await FcgiClient.connect(t, path);
-    client.send(beginRequest(1), paramsRecords(1, [['BIG', 'x'.repeat(1001)]], 300));
-    await client.waitClosed();
+    // Split into 300-byte records; the body that follows is discarded.
+    client.send(
+      beginRequest(1, { keepConn: true }),
+      paramsRecords(1, [['BIG', 'x'.repeat(1001)]], 300),
+      stdinRecords(1, Buffer.alloc(5000)),
+    );
+    const end = await client.waitForEnd(1);
+    assert.deepEqual(endRequestFields(end), { appStatus: 0, protocolStatus: 0 });
+    assert.match(client.stdout(1).toString('latin1'), /^Status: 431 Request Header Fields Too Large\r\n/);
     assert.equal(calls, 0);
-    assert.equal(client.records.length, 0);
     assert.ok(logs.some((l) => l.level === 'warn' && l.meta?.['code'] === 'ERR_FCGI_PARAMS_TOO_LARGE'));
+    // The connection is still good for the next request.
+    client.send(beginRequest(2), paramsRecords(2, [['A', 'b']]), stdinRecords(2, Buffer.alloc(0)));
+    await deadline(
+      (async () => {
+        while (calls === 0) await new Promise((r) => setTimeout(r, 5));
+      })(),
+      'the next request',
+    );
   });
 
   test('malformed PARAMS close the connection with ERR_FCGI_PARAMS', async (t) => {

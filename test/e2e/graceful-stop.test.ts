@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { startGitFcgi } from '../helpers/daemon.js';
+import { waitFor, withDeadline } from '../helpers/deadline.js';
+import { gitLocation, startNginx } from '../helpers/nginx.js';
+import { assertNoGitProcesses, listGitProcessesUnder, startProcess } from '../helpers/proc.js';
+import { git, gitEnv, randomBlobRepo } from '../helpers/repos.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+/**
+ * The daemon's shutdown_timeout: 30 s until it becomes a setting. Every request in flight at
+ * SIGTERM must end within it, finished or cleanly failed; the test allows a margin on top.
+ */
+const SHUTDOWN_TIMEOUT_MS = 30_000;
+
+test('SIGTERM during 10 pushes and 10 clones: each completes or fails cleanly; nothing half-applied', async (t) => {
+  const root = await tmpDir(t, 'stop-');
+  const repo = await randomBlobRepo(t, root, 'r.git', { bytes: 8 * 1024 * 1024 });
+  await git(t, ['repack', '-adq'], { cwd: repo.path });
+  const work = await tmpDir(t, 'work-');
+  await git(t, ['init', '-q', '--bare', work]);
+  await git(t, ['fetch', '-q', repo.path, 'main'], { cwd: work });
+  const commits: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const file = join(work, `blob-${i}`);
+    await writeFile(file, randomBytes(2 * 1024 * 1024));
+    const blob = (await git(t, ['hash-object', '-w', file], { cwd: work })).stdout.toString().trim();
+    const tree = (await git(t, ['mktree'], { cwd: work, input: `100644 blob ${blob}\tb${i}.bin\n` })).stdout
+      .toString()
+      .trim();
+    const env = {
+      GIT_AUTHOR_NAME: 'p',
+      GIT_AUTHOR_EMAIL: 'p@p',
+      GIT_COMMITTER_NAME: 'p',
+      GIT_COMMITTER_EMAIL: 'p@p',
+    };
+    commits.push(
+      (await git(t, ['commit-tree', tree, '-p', repo.head, '-m', `p${i}`], { cwd: work, env })).stdout
+        .toString()
+        .trim(),
+    );
+  }
+  const sock = join(await tmpDir(t, 'sock-'), 'g.sock');
+  const daemon = await startGitFcgi(t, ['--listen', `unix:${sock}`, '--project-root', root, '--export-all']);
+  const nginx = await startNginx(t, {
+    servers: [{ locations: gitLocation({ socket: sock, extra: 'fastcgi_param REMOTE_USER alice;' }) }],
+  });
+  const env = await gitEnv(t);
+  const clones = await Promise.all(
+    Array.from({ length: 10 }, (_, i) =>
+      startProcess(t, 'git', ['clone', '-q', nginx.url(0, '/r.git'), join(work, `clone-${i}`)], { env }),
+    ),
+  );
+  const pushes = await Promise.all(
+    commits.map((commit, i) =>
+      startProcess(t, 'git', ['push', '--porcelain', nginx.url(0, '/r.git'), `${commit}:refs/heads/p${i}`], {
+        cwd: work,
+        env,
+      }),
+    ),
+  );
+  await waitFor(async () => (await listGitProcessesUnder(root)).length >= 4, {
+    timeoutMs: 10_000,
+    what: 'transfers to be under way',
+  });
+  const stopped = Date.now();
+  const exit = await daemon.stop('SIGTERM');
+  assert.equal(exit.code, 0, 'the daemon exits 0');
+  const clients = [...clones, ...pushes];
+  const statuses = await withDeadline(
+    Promise.all(clients.map((c) => c.exited)),
+    SHUTDOWN_TIMEOUT_MS + 10_000,
+    'every client to end',
+  );
+  assert.ok(Date.now() - stopped < SHUTDOWN_TIMEOUT_MS + 10_000);
+  for (const [i, status] of statuses.entries()) {
+    const client = clients[i];
+    if (client === undefined || status.code === 0) continue;
+    // A clean failure: git exits with an error message (502 from nginx, a broken transfer), not a signal.
+    assert.equal(status.signal, null, client.output());
+    assert.match(client.stderr(), /error|fatal/i, client.output());
+  }
+  let completed = 0;
+  for (const [i, push] of pushes.entries()) {
+    const ref = await git(t, ['for-each-ref', '--format=%(objectname)', `refs/heads/p${i}`], {
+      cwd: repo.path,
+    });
+    const now = ref.stdout.toString().trim();
+    const accepted = push.exitStatus()?.code === 0 && /^\*/m.test(push.stdout());
+    if (accepted) assert.equal(now, commits[i], `accepted push ${i} is there`);
+    else assert.ok(now === '' || now === commits[i], `push ${i}: absent or whole`);
+    if (accepted) completed++;
+  }
+  const fsck = await git(t, ['fsck', '--full', '--no-progress', '--no-dangling'], { cwd: repo.path });
+  assert.equal(fsck.stdout.toString() + fsck.stderr.toString(), '');
+  await assertNoGitProcesses(root, { withinMs: 2000 });
+  const cloned = clones.filter((c) => c.exitStatus()?.code === 0).length;
+  t.diagnostic(`${cloned}/10 clones and ${completed}/10 pushes completed, the rest failed cleanly`);
+});
