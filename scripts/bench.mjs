@@ -2,7 +2,7 @@
 // git-fcgi next to fcgiwrap behind one nginx, and git http-backend run directly as the limit.
 // Usage: npm run bench -- [--runs N] [--cases clone,refs,clones,push,slow-clone,slow-push]
 //        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct] [--quick] [--out FILE] [--markdown FILE]
-//        [--refs-seconds S] [--max-minutes M] [--cache DIR]
+//        [--refs-seconds S] [--max-minutes M] [--cache DIR] [--git-fcgi dist/cli.js] [--git-fcgi-node-args=ARGS] [--keep]
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -44,6 +44,8 @@ const { values: opt } = parseArgs({
     'max-minutes': { type: 'string', default: '60' },
     cache: { type: 'string', default: join(os.tmpdir(), 'git-fcgi-bench-cache') },
     keep: { type: 'boolean', default: false },
+    'git-fcgi': { type: 'string', default: join(ROOT, 'dist/cli.js') },
+    'git-fcgi-node-args': { type: 'string', default: '' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -184,7 +186,8 @@ async function setup(manifest) {
       `[server]\nlisten = unix:${sock(name)}\nsocket_mode = 0666\n[git]\nproject_root = ${repos}\nexport_all = true\n` +
         `${backend ? `backend = ${backend}\n` : ''}[log]\nlevel = info\nfile = ${join(work, `${name}.log`)}\n`,
     );
-    return startServer(process.execPath, [join(ROOT, 'dist/cli.js'), '-c', conf], {
+    const nodeArgs = opt['git-fcgi-node-args'].split(' ').filter(Boolean);
+    return startServer(process.execPath, [...nodeArgs, resolve(opt['git-fcgi']), '-c', conf], {
       logFile: join(work, `${name}.out`),
     });
   };
