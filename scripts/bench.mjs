@@ -3,6 +3,7 @@
 // Usage: npm run bench -- [--runs N] [--cases clone,refs,clones,push,slow-clone,slow-push]
 //        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct] [--quick] [--out FILE] [--markdown FILE]
 //        [--refs-seconds S] [--max-minutes M] [--cache DIR] [--git-fcgi dist/cli.js] [--git-fcgi-node-args=ARGS] [--keep]
+//        [--baseline OTHER/dist/cli.js --baseline-label TEXT]   (another git-fcgi build, benched alongside)
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -25,7 +26,9 @@ const LABEL = {
   fcgiwrap: 'fcgiwrap (Debian: 1 process)',
   'fcgiwrap-c4': 'fcgiwrap -c 4',
   direct: 'direct CGI',
+  'git-fcgi-base': 'git-fcgi baseline',
 };
+const isGitFcgi = (system) => system === 'git-fcgi' || system === 'git-fcgi-base';
 /** What the slow cases compare: git-fcgi's memory, with fcgiwrap -c 4 for the time. */
 const SLOW_SYSTEMS = ['git-fcgi', 'fcgiwrap-c4'];
 const SLOW_CLIENT_RATE = '40M';
@@ -46,6 +49,8 @@ const { values: opt } = parseArgs({
     keep: { type: 'boolean', default: false },
     'git-fcgi': { type: 'string', default: join(ROOT, 'dist/cli.js') },
     'git-fcgi-node-args': { type: 'string', default: '' },
+    baseline: { type: 'string' },
+    'baseline-label': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -61,8 +66,14 @@ if (opt.help) {
 const RUNS = Number(opt.runs ?? (opt.quick ? 1 : 5));
 const CASES = opt.cases.split(',').filter((c) => ALL_CASES.includes(c));
 const SYSTEMS = opt.systems.split(',').filter((s) => ALL_SYSTEMS.includes(s));
+if (opt.baseline) {
+  ALL_SYSTEMS.splice(1, 0, 'git-fcgi-base');
+  SYSTEMS.splice(SYSTEMS.includes('git-fcgi') ? SYSTEMS.indexOf('git-fcgi') + 1 : 0, 0, 'git-fcgi-base');
+  SLOW_SYSTEMS.push('git-fcgi-base');
+  if (opt['baseline-label']) LABEL['git-fcgi-base'] = opt['baseline-label'];
+}
 const REFS_SECONDS = Number(opt['refs-seconds'] ?? (opt.quick ? 1 : 4));
-const DIRECT_REFS_COUNT = opt.quick ? 200 : 1000;
+const DIRECT_REFS_COUNT = opt.quick ? 200 : 500;
 
 const log = (msg) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const work = mkdtempSync(join(os.tmpdir(), 'git-fcgi-bench-'));
@@ -179,7 +190,7 @@ async function setup(manifest) {
   const wanted = new Set(SYSTEMS.filter((s) => s !== 'direct'));
   if (CASES.some((c) => c.startsWith('slow'))) for (const s of SLOW_SYSTEMS) wanted.add(s);
 
-  const gitFcgi = (name, backend) => {
+  const gitFcgi = (name, cli, backend) => {
     const conf = join(work, `${name}.ini`);
     writeFileSync(
       conf,
@@ -187,13 +198,17 @@ async function setup(manifest) {
         `${backend ? `backend = ${backend}\n` : ''}[log]\nlevel = info\nfile = ${join(work, `${name}.log`)}\n`,
     );
     const nodeArgs = opt['git-fcgi-node-args'].split(' ').filter(Boolean);
-    return startServer(process.execPath, [...nodeArgs, resolve(opt['git-fcgi']), '-c', conf], {
+    return startServer(process.execPath, [...nodeArgs, resolve(cli), '-c', conf], {
       logFile: join(work, `${name}.out`),
     });
   };
-  if (wanted.has('git-fcgi')) {
-    servers['git-fcgi'] = gitFcgi('git-fcgi');
-    servers['git-fcgi-slow'] = gitFcgi('git-fcgi-slow', slowBackend);
+  for (const [system, cli] of [
+    ['git-fcgi', opt['git-fcgi']],
+    ['git-fcgi-base', opt.baseline],
+  ]) {
+    if (!wanted.has(system)) continue;
+    servers[system] = gitFcgi(system, cli);
+    servers[`${system}-slow`] = gitFcgi(`${system}-slow`, cli, slowBackend);
   }
   const env = { PATH: '/usr/local/bin:/usr/bin:/bin' };
   if (wanted.has('fcgiwrap')) {
@@ -218,7 +233,7 @@ async function setup(manifest) {
   const blocks = [];
   for (const system of wanted) {
     ports[system] = await freePort();
-    const slowSock = system === 'git-fcgi' ? sock('git-fcgi-slow') : sock(system);
+    const slowSock = isGitFcgi(system) ? sock(`${system}-slow`) : sock(system);
     blocks.push(`  server {
     listen 127.0.0.1:${ports[system]} backlog=1024;
 ${location('/', sock(system), HTTP_BACKEND, '      fastcgi_param PATH_INFO $uri;\n')}
@@ -444,7 +459,7 @@ function makeCases(ctx) {
     'slow-push': {
       title: `6b. push of ${(manifest.pushBodyBytes / 1e9).toFixed(2)} GB into a backend reading ${SLOW_BACKEND_BYTES_PER_S / 1048576} MiB/s`,
       systems: SLOW_SYSTEMS,
-      rssOf: (system) => (system === 'git-fcgi' ? servers['git-fcgi-slow'].pid : undefined),
+      rssOf: (system) => (isGitFcgi(system) ? servers[`${system}-slow`].pid : undefined),
       async measure(system) {
         const out = join(work, 'slow-push.out');
         const r = await curlPost(
@@ -527,7 +542,7 @@ const METRICS = {
 
 function report(results, info, caseDefs) {
   const cols = ALL_SYSTEMS.filter((s) => SYSTEMS.includes(s) || Object.values(results).some((r) => r[s]));
-  const ratioTo = ['fcgiwrap-c4', 'direct'].filter((s) => cols.includes(s));
+  const ratioTo = ['git-fcgi-base', 'fcgiwrap-c4', 'direct'].filter((s) => cols.includes(s));
   const head = ['case', ...cols.map((c) => LABEL[c]), ...ratioTo.map((r) => `git-fcgi ÷ ${LABEL[r]}`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   const row = (label, values, ratios) => lines.push(`| ${[label, ...values, ...ratios].join(' | ')} |`);
@@ -556,10 +571,10 @@ function report(results, info, caseDefs) {
         ratioTo.map(() => ''),
       );
     }
-    if (res['git-fcgi']) {
+    if (res['git-fcgi'] || res['git-fcgi-base']) {
       row(
         `${def.title}: git-fcgi peak RSS, MB`,
-        cols.map((s) => (s === 'git-fcgi' ? cell(summary(res[s].map((x) => x.rssMb))) : '')),
+        cols.map((s) => (isGitFcgi(s) && res[s] ? cell(summary(res[s].map((x) => x.rssMb))) : '')),
         ratioTo.map(() => ''),
       );
     }
@@ -587,11 +602,7 @@ async function main() {
     for (let r = 0; r < RUNS; r++) {
       const order = def.systems.map((_, i) => def.systems[(i + r) % def.systems.length]);
       for (const system of order) {
-        const pid = def.rssOf
-          ? def.rssOf(system)
-          : system === 'git-fcgi'
-            ? ctx.servers['git-fcgi'].pid
-            : undefined;
+        const pid = def.rssOf ? def.rssOf(system) : isGitFcgi(system) ? ctx.servers[system].pid : undefined;
         if (pid !== undefined) resetPeakRss(pid);
         const m = await def.measure(system);
         if (pid !== undefined) m.rssMb = peakRssMb(pid);
