@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First, before anything allocates: caps the young generation (see heap-limits.ts).
+import './heap-limits.js';
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { Command, Option } from 'commander';

@@ -1,0 +1,637 @@
+#!/usr/bin/env node
+// git-fcgi next to fcgiwrap behind one nginx, and git http-backend run directly as the limit.
+// Usage: npm run bench -- [--runs N] [--cases clone,refs,clones,push,slow-clone,slow-push]
+//        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct] [--quick] [--out FILE] [--markdown FILE]
+//        [--refs-seconds S] [--max-minutes M] [--cache DIR] [--git-fcgi dist/cli.js] [--git-fcgi-node-args=ARGS] [--keep]
+//        [--baseline OTHER/dist/cli.js --baseline-label TEXT]   (another git-fcgi build, benched alongside)
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { installCleanup, run, startServer, stopServer } from './bench/procs.mjs';
+import { prepareRepos, repoSpecs } from './bench/repos.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const HTTP_BACKEND = '/usr/lib/git-core/git-http-backend';
+const FCGIWRAP = '/usr/sbin/fcgiwrap';
+const NGINX = '/usr/sbin/nginx';
+const ALL_CASES = ['clone', 'refs', 'clones', 'push', 'slow-clone', 'slow-push'];
+const ALL_SYSTEMS = ['git-fcgi', 'fcgiwrap', 'fcgiwrap-c4', 'direct'];
+const LABEL = {
+  'git-fcgi': 'git-fcgi',
+  fcgiwrap: 'fcgiwrap (Debian: 1 process)',
+  'fcgiwrap-c4': 'fcgiwrap -c 4',
+  direct: 'direct CGI',
+  'git-fcgi-base': 'git-fcgi baseline',
+};
+const isGitFcgi = (system) => system === 'git-fcgi' || system === 'git-fcgi-base';
+/** What the slow cases compare: git-fcgi's memory, with fcgiwrap -c 4 for the time. */
+const SLOW_SYSTEMS = ['git-fcgi', 'fcgiwrap-c4'];
+const SLOW_CLIENT_RATE = '40M';
+const SLOW_BACKEND_BYTES_PER_S = 100 * 1024 * 1024;
+const REFS_CONNECTIONS = [1, 16, 64];
+
+const { values: opt } = parseArgs({
+  options: {
+    runs: { type: 'string' },
+    cases: { type: 'string', default: ALL_CASES.join(',') },
+    systems: { type: 'string', default: ALL_SYSTEMS.join(',') },
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string', default: 'bench-results.json' },
+    markdown: { type: 'string' },
+    'refs-seconds': { type: 'string' },
+    'max-minutes': { type: 'string', default: '60' },
+    cache: { type: 'string', default: join(os.tmpdir(), 'git-fcgi-bench-cache') },
+    keep: { type: 'boolean', default: false },
+    'git-fcgi': { type: 'string', default: join(ROOT, 'dist/cli.js') },
+    'git-fcgi-node-args': { type: 'string', default: '' },
+    baseline: { type: 'string' },
+    'baseline-label': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (opt.help) {
+  process.stdout.write(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .slice(1, 5)
+      .join('\n') + '\n',
+  );
+  process.exit(0);
+}
+const RUNS = Number(opt.runs ?? (opt.quick ? 1 : 5));
+const CASES = opt.cases.split(',').filter((c) => ALL_CASES.includes(c));
+const SYSTEMS = opt.systems.split(',').filter((s) => ALL_SYSTEMS.includes(s));
+if (opt.baseline) {
+  ALL_SYSTEMS.splice(1, 0, 'git-fcgi-base');
+  SYSTEMS.splice(SYSTEMS.includes('git-fcgi') ? SYSTEMS.indexOf('git-fcgi') + 1 : 0, 0, 'git-fcgi-base');
+  SLOW_SYSTEMS.push('git-fcgi-base');
+  if (opt['baseline-label']) LABEL['git-fcgi-base'] = opt['baseline-label'];
+}
+const REFS_SECONDS = Number(opt['refs-seconds'] ?? (opt.quick ? 1 : 4));
+const DIRECT_REFS_COUNT = opt.quick ? 200 : 500;
+
+const log = (msg) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+const work = mkdtempSync(join(os.tmpdir(), 'git-fcgi-bench-'));
+installCleanup(() => {
+  if (opt.keep) log(`kept ${work}`);
+  else rmSync(work, { recursive: true, force: true });
+});
+const deadline = setTimeout(
+  () => {
+    log(`giving up after --max-minutes ${opt['max-minutes']}`);
+    process.exit(2);
+  },
+  Number(opt['max-minutes']) * 60_000,
+);
+deadline.unref();
+
+// ---------------------------------------------------------------- setup
+
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function waitFor(what, test, timeoutMs = 15_000) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await test()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const socketUp = (path) =>
+  new Promise((resolve) => {
+    const s = net.connect(path, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+
+function readStatus(pid, field) {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Peak RSS is the kernel's VmHWM, reset to the current RSS before each measured run. */
+function resetPeakRss(pid) {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+}
+const peakRssMb = (pid) => readStatus(pid, 'VmHWM');
+
+/** A backend that reads its request body at a fixed rate, then answers: "a backend that reads slowly". */
+function writeSlowBackend(path) {
+  writeFileSync(
+    path,
+    `#!${process.execPath}
+const rate = ${SLOW_BACKEND_BYTES_PER_S};
+const start = Date.now();
+let got = 0;
+process.stdin.on('data', (chunk) => {
+  got += chunk.length;
+  const aheadMs = (got / rate) * 1000 - (Date.now() - start);
+  if (aheadMs > 1) {
+    process.stdin.pause();
+    setTimeout(() => process.stdin.resume(), aheadMs);
+  }
+});
+process.stdin.on('end', () => {
+  process.stdout.write('Status: 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nread ' + got + '\\n');
+});
+`,
+  );
+  chmodSync(path, 0o755);
+}
+
+function location(path, socket, script, extra = '') {
+  return `    location ${path} {
+      client_max_body_size 0;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME ${script};
+      fastcgi_param GIT_PROJECT_ROOT ${work}/repos;
+      fastcgi_param GIT_HTTP_EXPORT_ALL "";
+      fastcgi_param GIT_PROTOCOL $http_git_protocol;
+      fastcgi_param REQUEST_ID $request_id;
+      fastcgi_request_buffering off;
+      fastcgi_buffering off;
+      fastcgi_read_timeout 600s;
+      fastcgi_send_timeout 600s;
+${extra}      fastcgi_pass unix:${socket};
+    }`;
+}
+
+async function setup(manifest) {
+  const repos = join(work, 'repos');
+  await mkdir(repos);
+  // Hard links: instant, and git never rewrites a pack in place.
+  for (const name of ['large.git', 'medium.git']) {
+    execFileSync('cp', ['-al', join(manifest.root, name), join(repos, name)]);
+  }
+  execFileSync('git', ['init', '-q', '--bare', join(repos, 'slowpush.git')]);
+  const slowBackend = join(work, 'slow-backend.mjs');
+  writeSlowBackend(slowBackend);
+
+  const servers = {};
+  const sock = (name) => join(work, `${name}.sock`);
+  const wanted = new Set(SYSTEMS.filter((s) => s !== 'direct'));
+  if (CASES.some((c) => c.startsWith('slow'))) for (const s of SLOW_SYSTEMS) wanted.add(s);
+
+  const gitFcgi = (name, cli, backend) => {
+    const conf = join(work, `${name}.ini`);
+    writeFileSync(
+      conf,
+      `[server]\nlisten = unix:${sock(name)}\nsocket_mode = 0666\n[git]\nproject_root = ${repos}\nexport_all = true\n` +
+        `${backend ? `backend = ${backend}\n` : ''}[log]\nlevel = info\nfile = ${join(work, `${name}.log`)}\n`,
+    );
+    const nodeArgs = opt['git-fcgi-node-args'].split(' ').filter(Boolean);
+    return startServer(process.execPath, [...nodeArgs, resolve(cli), '-c', conf], {
+      logFile: join(work, `${name}.out`),
+    });
+  };
+  for (const [system, cli] of [
+    ['git-fcgi', opt['git-fcgi']],
+    ['git-fcgi-base', opt.baseline],
+  ]) {
+    if (!wanted.has(system)) continue;
+    servers[system] = gitFcgi(system, cli);
+    servers[`${system}-slow`] = gitFcgi(`${system}-slow`, cli, slowBackend);
+  }
+  const env = { PATH: '/usr/local/bin:/usr/bin:/bin' };
+  if (wanted.has('fcgiwrap')) {
+    servers.fcgiwrap = startServer(FCGIWRAP, ['-s', `unix:${sock('fcgiwrap')}`], {
+      env,
+      logFile: join(work, 'fcgiwrap.out'),
+    });
+  }
+  if (wanted.has('fcgiwrap-c4')) {
+    servers['fcgiwrap-c4'] = startServer(FCGIWRAP, ['-c', '4', '-s', `unix:${sock('fcgiwrap-c4')}`], {
+      env,
+      logFile: join(work, 'fcgiwrap-c4.out'),
+    });
+  }
+  for (const name of Object.keys(servers)) {
+    await waitFor(`${name} on ${sock(name)}`, () => socketUp(sock(name)));
+  }
+  if (wanted.has('fcgiwrap') || wanted.has('fcgiwrap-c4'))
+    execFileSync('chmod', ['0666', ...[...wanted].filter((s) => s.startsWith('fcgiwrap')).map(sock)]);
+
+  const ports = {};
+  const blocks = [];
+  for (const system of wanted) {
+    ports[system] = await freePort();
+    const slowSock = isGitFcgi(system) ? sock(`${system}-slow`) : sock(system);
+    blocks.push(`  server {
+    listen 127.0.0.1:${ports[system]} backlog=1024;
+${location('/', sock(system), HTTP_BACKEND, '      fastcgi_param PATH_INFO $uri;\n')}
+${location('/slow/', slowSock, slowBackend, '      fastcgi_split_path_info ^(/slow)(/.*)$;\n      fastcgi_param PATH_INFO $fastcgi_path_info;\n')}
+  }`);
+  }
+  const prefix = join(work, 'nginx');
+  await mkdir(prefix);
+  const p = (n) => join(prefix, n);
+  writeFileSync(
+    p('nginx.conf'),
+    `daemon off;\nuser root;\nworker_processes 2;\npid ${p('nginx.pid')};\nerror_log ${p('error.log')} warn;\n` +
+      `events { worker_connections 2048; }\nhttp {\n  access_log off;\n  keepalive_requests 100000;\n` +
+      `  client_body_temp_path ${p('cb')};\n  fastcgi_temp_path ${p('fc')};\n  proxy_temp_path ${p('px')};\n` +
+      `  uwsgi_temp_path ${p('uw')};\n  scgi_temp_path ${p('sc')};\n${blocks.join('\n')}\n}\n`,
+  );
+  servers.nginx = startServer(NGINX, ['-p', `${prefix}/`, '-c', p('nginx.conf'), '-e', p('error.log')], {
+    logFile: p('stdout.log'),
+  });
+  for (const system of wanted) {
+    await waitFor(`nginx on ${ports[system]}`, () => socketUp({ port: ports[system], host: '127.0.0.1' }));
+  }
+  return { servers, ports, repos };
+}
+
+// ---------------------------------------------------------------- cases
+
+function cgiEnv(repos, method, pathInfo, extra = {}) {
+  return {
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    GATEWAY_INTERFACE: 'CGI/1.1',
+    REQUEST_METHOD: method,
+    PATH_INFO: pathInfo,
+    GIT_PROJECT_ROOT: repos,
+    GIT_HTTP_EXPORT_ALL: '1',
+    REMOTE_ADDR: '127.0.0.1',
+    SERVER_PROTOCOL: 'HTTP/1.1',
+    ...extra,
+  };
+}
+
+const CURL_W = '%{http_code} %{size_download} %{time_total}';
+
+async function curlPost(url, bodyFile, contentType, { rate, outFile } = {}) {
+  const args = ['-sS', '-X', 'POST', '-T', bodyFile, '-H', `Content-Type: ${contentType}`, '-H', 'Expect:'];
+  if (rate) args.push('--limit-rate', rate);
+  args.push('-o', outFile ?? '/dev/null', '-w', CURL_W, url);
+  const r = await run('curl', args, { timeoutMs: 600_000 });
+  const [status, size, seconds] = r.stdout.trim().split(' ');
+  return {
+    ok: r.code === 0 && status === '200',
+    status,
+    bytes: Number(size),
+    seconds: Number(seconds),
+    err: r.stderr,
+  };
+}
+
+function makeCases(ctx) {
+  const { manifest, ports, repos, servers } = ctx;
+  const url = (system, path) => `http://127.0.0.1:${ports[system]}${path}`;
+  const pushTarget = () => {
+    const dir = join(repos, 'push.git');
+    rmSync(dir, { recursive: true, force: true });
+    execFileSync('git', ['init', '-q', '--bare', dir]);
+    execFileSync('git', ['-C', dir, 'config', 'http.receivepack', 'true']);
+  };
+  const pushOk = (file) =>
+    existsSync(file) && /unpack ok[\s\S]*ok refs\/heads\/main/.test(readFileSync(file, 'latin1'));
+
+  return {
+    clone: {
+      title: `1. full clone of the large repo (pack ${(manifest.largePackFileBytes / 1e6).toFixed(0)} MB), upload-pack POST`,
+      systems: SYSTEMS,
+      async measure(system) {
+        const bytes = manifest.largePackFileBytes;
+        if (system === 'direct') {
+          const size = readFileSync(manifest.cloneBody).length;
+          const r = await run(HTTP_BACKEND, [], {
+            env: cgiEnv(repos, 'POST', '/large.git/git-upload-pack', {
+              CONTENT_TYPE: 'application/x-git-upload-pack-request',
+              CONTENT_LENGTH: String(size),
+            }),
+            stdin: manifest.cloneBody,
+            stdout: 'ignore',
+          });
+          return { ok: r.code === 0, seconds: r.ms / 1000, mbps: bytes / 1e6 / (r.ms / 1000) };
+        }
+        const r = await curlPost(
+          url(system, '/large.git/git-upload-pack'),
+          manifest.cloneBody,
+          'application/x-git-upload-pack-request',
+        );
+        return {
+          ok: r.ok && r.bytes >= bytes * 0.99,
+          seconds: r.seconds,
+          mbps: bytes / 1e6 / r.seconds,
+          responseBytes: r.bytes,
+        };
+      },
+    },
+    ...Object.fromEntries(
+      REFS_CONNECTIONS.map((c) => [
+        `refs-${c}`,
+        {
+          group: 'refs',
+          title: `2. ref advertisement (info/refs?service=git-upload-pack), ${c} connection${c > 1 ? 's' : ''}`,
+          systems: SYSTEMS,
+          async measure(system) {
+            if (system === 'direct') {
+              const list = join(work, 'direct-refs.list');
+              writeFileSync(list, Array.from({ length: DIRECT_REFS_COUNT }, (_, i) => i).join('\n'));
+              const r = await run('xargs', ['-P', String(c), '-n', '1', '-a', list, HTTP_BACKEND], {
+                env: cgiEnv(repos, 'GET', '/large.git/info/refs', {
+                  QUERY_STRING: 'service=git-upload-pack',
+                }),
+                stdout: 'ignore',
+              });
+              return {
+                ok: r.code === 0,
+                rps: DIRECT_REFS_COUNT / (r.ms / 1000),
+                failures: r.code === 0 ? 0 : 1,
+              };
+            }
+            const r = await run(
+              'wrk',
+              [
+                '-t',
+                String(Math.min(2, c)),
+                '-c',
+                String(c),
+                '-d',
+                `${REFS_SECONDS}s`,
+                '--timeout',
+                '10s',
+                url(system, '/large.git/info/refs?service=git-upload-pack'),
+              ],
+              { timeoutMs: (REFS_SECONDS + 30) * 1000 },
+            );
+            const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN);
+            const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(r.stdout)?.[1] ?? 0);
+            const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(
+              r.stdout,
+            );
+            const sockErrors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+            return { ok: r.code === 0 && Number.isFinite(rps), rps, failures: non2xx + sockErrors };
+          },
+        },
+      ]),
+    ),
+    clones: {
+      title: `3. 32 concurrent git clones of the medium repo (pack ${(manifest.mediumPackFileBytes / 1e6).toFixed(1)} MB)`,
+      systems: SYSTEMS.filter((s) => s !== 'direct'),
+      async measure(system) {
+        const base = join(work, 'clones');
+        rmSync(base, { recursive: true, force: true });
+        const started = process.hrtime.bigint();
+        const results = await Promise.all(
+          Array.from({ length: 32 }, (_, i) =>
+            run('git', ['clone', '-q', '--bare', url(system, '/medium.git'), join(base, `c${i}.git`)], {
+              env: { PATH: process.env.PATH, HOME: work, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1' },
+              timeoutMs: 300_000,
+            }),
+          ),
+        );
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        rmSync(base, { recursive: true, force: true });
+        const failures = results.filter((r) => r.code !== 0).length;
+        return { ok: true, seconds, failures };
+      },
+    },
+    push: {
+      title: `4. push of ${(manifest.pushBodyBytes / 1e9).toFixed(2)} GB (receive-pack POST)`,
+      systems: SYSTEMS,
+      async measure(system) {
+        pushTarget();
+        const out = join(work, 'push.out');
+        rmSync(out, { force: true });
+        const bytes = manifest.pushBodyBytes;
+        let seconds;
+        if (system === 'direct') {
+          const r = await run(HTTP_BACKEND, [], {
+            env: cgiEnv(repos, 'POST', '/push.git/git-receive-pack', {
+              CONTENT_TYPE: 'application/x-git-receive-pack-request',
+              CONTENT_LENGTH: String(bytes),
+              REMOTE_USER: 'bench',
+            }),
+            stdin: manifest.pushBody,
+            stdout: out,
+          });
+          seconds = r.ms / 1000;
+        } else {
+          const r = await curlPost(
+            url(system, '/push.git/git-receive-pack'),
+            manifest.pushBody,
+            'application/x-git-receive-pack-request',
+            { outFile: out },
+          );
+          seconds = r.seconds;
+        }
+        const ok = pushOk(out);
+        rmSync(join(repos, 'push.git'), { recursive: true, force: true });
+        return { ok, seconds, mbps: bytes / 1e6 / seconds };
+      },
+    },
+    'slow-clone': {
+      title: `6a. full clone of the large repo read at ${SLOW_CLIENT_RATE}B/s (fastcgi_buffering off)`,
+      systems: SLOW_SYSTEMS,
+      async measure(system) {
+        const r = await curlPost(
+          url(system, '/large.git/git-upload-pack'),
+          manifest.cloneBody,
+          'application/x-git-upload-pack-request',
+          { rate: SLOW_CLIENT_RATE },
+        );
+        return {
+          ok: r.ok && r.bytes >= manifest.largePackFileBytes * 0.99,
+          seconds: r.seconds,
+          mbps: r.bytes / 1e6 / r.seconds,
+        };
+      },
+    },
+    'slow-push': {
+      title: `6b. push of ${(manifest.pushBodyBytes / 1e9).toFixed(2)} GB into a backend reading ${SLOW_BACKEND_BYTES_PER_S / 1048576} MiB/s`,
+      systems: SLOW_SYSTEMS,
+      rssOf: (system) => (isGitFcgi(system) ? servers[`${system}-slow`].pid : undefined),
+      async measure(system) {
+        const out = join(work, 'slow-push.out');
+        const r = await curlPost(
+          url(system, '/slow/slowpush.git/git-receive-pack'),
+          manifest.pushBody,
+          'application/x-git-receive-pack-request',
+          { outFile: out },
+        );
+        const ok = r.ok && readFileSync(out, 'latin1').includes(`read ${manifest.pushBodyBytes}`);
+        return { ok, seconds: r.seconds, mbps: manifest.pushBodyBytes / 1e6 / r.seconds };
+      },
+    },
+  };
+}
+
+// ---------------------------------------------------------------- stats and report
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+function fmt(x) {
+  if (!Number.isFinite(x)) return '—';
+  if (Math.abs(x) >= 100) return x.toFixed(0);
+  if (Math.abs(x) >= 10) return x.toFixed(1);
+  return x.toFixed(2);
+}
+function summary(samples) {
+  const xs = samples.filter(Number.isFinite);
+  if (xs.length === 0) return null;
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length };
+}
+const cell = (s) =>
+  s === null ? '—' : s.n === 1 ? fmt(s.median) : `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`;
+
+function machineInfo() {
+  const sh = (cmd, args) => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    } catch (e) {
+      return String(e.stderr ?? '').trim();
+    }
+  };
+  return {
+    date: new Date().toISOString(),
+    host: `${os.type()} ${os.release()} ${os.arch()}`,
+    os: /PRETTY_NAME="(.*)"/.exec(sh('cat', ['/etc/os-release']))?.[1] ?? '?',
+    cpu: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}`,
+    memGB: Math.round(os.totalmem() / 1e9),
+    node: process.version,
+    nginx:
+      execFileSync(NGINX, ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) ||
+      sh('sh', ['-c', `${NGINX} -v 2>&1`]),
+    git: sh('git', ['--version']),
+    fcgiwrap: sh('dpkg-query', ['-W', '-f=${Version}', 'fcgiwrap']),
+    gitFcgi: sh('git', ['-C', ROOT, 'describe', '--always', '--dirty']),
+    loadavg: os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' '),
+  };
+}
+
+/** Table rows: [label, metric, unit, lower-is-better]. */
+const METRICS = {
+  clone: [
+    ['wall time, s', 'seconds', true],
+    ['MB/s', 'mbps', false],
+  ],
+  refs: [['requests/s', 'rps', false]],
+  clones: [['wall time, s', 'seconds', true]],
+  push: [
+    ['wall time, s', 'seconds', true],
+    ['MB/s', 'mbps', false],
+  ],
+  'slow-clone': [['wall time, s', 'seconds', true]],
+  'slow-push': [['wall time, s', 'seconds', true]],
+};
+
+function report(results, info, caseDefs) {
+  const cols = ALL_SYSTEMS.filter((s) => SYSTEMS.includes(s) || Object.values(results).some((r) => r[s]));
+  const ratioTo = ['git-fcgi-base', 'fcgiwrap-c4', 'direct'].filter((s) => cols.includes(s));
+  const head = ['case', ...cols.map((c) => LABEL[c]), ...ratioTo.map((r) => `git-fcgi ÷ ${LABEL[r]}`)];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  const row = (label, values, ratios) => lines.push(`| ${[label, ...values, ...ratios].join(' | ')} |`);
+  for (const [key, def] of Object.entries(caseDefs)) {
+    const res = results[key];
+    if (!res) continue;
+    const group = def.group ?? key;
+    for (const [label, metric] of METRICS[group]) {
+      const stats = Object.fromEntries(
+        cols.map((s) => [s, res[s] ? summary(res[s].map((x) => x[metric])) : null]),
+      );
+      const mine = stats['git-fcgi'];
+      row(
+        `${def.title}: ${label}`,
+        cols.map((s) => cell(stats[s])),
+        ratioTo.map((r) => (mine && stats[r] ? (mine.median / stats[r].median).toFixed(2) : '—')),
+      );
+    }
+    const failures = cols.map((s) =>
+      res[s] ? res[s].reduce((a, x) => a + (x.failures ?? 0) + (x.ok ? 0 : 1), 0) : null,
+    );
+    if (failures.some((f) => f !== null && f > 0) || group === 'clones' || key === 'refs-64') {
+      row(
+        `${def.title}: failures (all runs)`,
+        failures.map((f) => (f === null ? '—' : String(f))),
+        ratioTo.map(() => ''),
+      );
+    }
+    if (res['git-fcgi'] || res['git-fcgi-base']) {
+      row(
+        `${def.title}: git-fcgi peak RSS, MB`,
+        cols.map((s) => (isGitFcgi(s) && res[s] ? cell(summary(res[s].map((x) => x.rssMb))) : '')),
+        ratioTo.map(() => ''),
+      );
+    }
+  }
+  const machine = `${info.date.slice(0, 10)}, ${info.os}, ${info.cpu}, ${info.memGB} GB RAM, ${info.host}; node ${info.node}, ${info.nginx.replace('nginx version: ', '')}, ${info.git}, fcgiwrap ${info.fcgiwrap}; git-fcgi ${info.gitFcgi}; load average at start ${info.loadavg}`;
+  return `${lines.join('\n')}\n\n${RUNS} runs per system, systems alternating run by run; median (min–max). Peak RSS: git-fcgi's VmHWM, reset (clear_refs 5) before each run.\n${machine}\n`;
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const manifest = await prepareRepos(opt.cache, repoSpecs(opt.quick), log);
+  const info = machineInfo();
+  log(
+    `work dir ${work}; large pack ${(manifest.largePackFileBytes / 1e6).toFixed(0)} MB, push ${(manifest.pushBodyBytes / 1e6).toFixed(0)} MB`,
+  );
+  const ctx = { manifest, ...(await setup(manifest)) };
+  const caseDefs = makeCases(ctx);
+  const selected = Object.fromEntries(
+    Object.entries(caseDefs).filter(([k, d]) => CASES.includes(d.group ?? k)),
+  );
+  const results = {};
+  for (const [key, def] of Object.entries(selected)) {
+    results[key] = {};
+    for (let r = 0; r < RUNS; r++) {
+      const order = def.systems.map((_, i) => def.systems[(i + r) % def.systems.length]);
+      for (const system of order) {
+        const pid = def.rssOf ? def.rssOf(system) : isGitFcgi(system) ? ctx.servers[system].pid : undefined;
+        if (pid !== undefined) resetPeakRss(pid);
+        const m = await def.measure(system);
+        if (pid !== undefined) m.rssMb = peakRssMb(pid);
+        (results[key][system] ??= []).push(m);
+        log(`${key} run ${r + 1}/${RUNS} ${system}: ${JSON.stringify(m)}`);
+      }
+    }
+  }
+  info.loadavgEnd = os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+  const table = report(results, info, selected);
+  process.stdout.write(`\n${table}`);
+  writeFileSync(opt.out, JSON.stringify({ info, runs: RUNS, manifest, results }, null, 2));
+  if (opt.markdown) writeFileSync(opt.markdown, table);
+  log(`wrote ${opt.out}${opt.markdown ? ` and ${opt.markdown}` : ''}`);
+  for (const [name, server] of Object.entries(ctx.servers)) {
+    if (name !== 'nginx') await stopServer(server);
+  }
+  await stopServer(ctx.servers.nginx);
+  const errors = readFileSync(join(work, 'nginx', 'error.log'), 'utf8').trim();
+  if (errors) log(`nginx error.log (last lines):\n${errors.split('\n').slice(-5).join('\n')}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    log(`bench failed: ${err.stack ?? err}`);
+    process.exit(1);
+  },
+);
