@@ -192,9 +192,12 @@ async function setup(manifest) {
 
   const gitFcgi = (name, cli, backend) => {
     const conf = join(work, `${name}.ini`);
+    // The benchmark runs as root; builds that know the root rule need to be told it is meant.
+    const help = execFileSync(process.execPath, [resolve(cli), '--help'], { encoding: 'utf8' });
+    const allowRoot = help.includes('--allow-root') ? 'allow_root = true\n' : '';
     writeFileSync(
       conf,
-      `[server]\nlisten = unix:${sock(name)}\nsocket_mode = 0666\n[git]\nproject_root = ${repos}\nexport_all = true\n` +
+      `[server]\nlisten = unix:${sock(name)}\nsocket_mode = 0666\n${allowRoot}[git]\nproject_root = ${repos}\nexport_all = true\n` +
         `${backend ? `backend = ${backend}\n` : ''}[log]\nlevel = info\nfile = ${join(work, `${name}.log`)}\n`,
     );
     const nodeArgs = opt['git-fcgi-node-args'].split(' ').filter(Boolean);
