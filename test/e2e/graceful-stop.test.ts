@@ -3,11 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startGitFcgi } from '../helpers/daemon.js';
+import { repoRoot, startGitFcgi } from '../helpers/daemon.js';
 import { waitFor, withDeadline } from '../helpers/deadline.js';
 import { gitLocation, startNginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, listGitProcessesUnder, startProcess } from '../helpers/proc.js';
-import { git, gitEnv, randomBlobRepo } from '../helpers/repos.js';
+import { listProcesses, readEnviron } from '../helpers/procfs.js';
+import { createBareRepo, git, gitEnv, randomBlobRepo } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 /**
@@ -100,3 +101,43 @@ test('SIGTERM during 10 pushes and 10 clones: each completes or fails cleanly; n
   const cloned = clones.filter((c) => c.exitStatus()?.code === 0).length;
   t.diagnostic(`${cloned}/10 clones and ${completed}/10 pushes completed, the rest failed cleanly`);
 });
+
+test('a request still running when shutdown_timeout runs out is aborted, its backend group killed', async (t) => {
+  const root = await tmpDir(t, 'stop-timeout-');
+  await createBareRepo(t, root, 'r.git');
+  const sock = join(root, 'g.sock');
+  const ini = join(root, 'git-fcgi.ini');
+  const hang = join(repoRoot, 'test', 'fixtures', 'backends', 'hang.sh');
+  await writeFile(ini, `[server]\nshutdown_timeout = 1s\n[git]\nbackend = ${hang}\nexport_all = true\n`);
+  const daemon = await startGitFcgi(t, ['-c', ini, '--listen', `unix:${sock}`, '--project-root', root]);
+  const nginx = await startNginx(t, { servers: [{ locations: gitLocation({ socket: sock }) }] });
+  const pending = fetch(nginx.url(0, '/r.git/info/refs')).then(
+    (r) => r.status,
+    () => 'failed',
+  );
+  await waitFor(async () => (await backendsOf(root)).length >= 2, {
+    timeoutMs: 5000,
+    what: 'the hung backend (sh and its sleep) to run',
+  });
+  const started = Date.now();
+  const exit = await daemon.stop('SIGTERM');
+  const tookMs = Date.now() - started;
+  assert.deepEqual(exit, { code: 0, signal: null });
+  assert.ok(tookMs >= 900 && tookMs < 5000, `exited ${tookMs} ms after SIGTERM, shutdown_timeout 1 s`);
+  assert.match(daemon.logs(), /aborted 1 request\(s\) still running after the shutdown timeout/);
+  assert.equal(await withDeadline(pending, 5000, 'the client to get an answer'), 503);
+  await waitFor(async () => (await backendsOf(root)).length === 0, {
+    timeoutMs: 4000,
+    what: "the backend's process group to be gone",
+  });
+});
+
+/** Live processes (any program) that a backend for `root` started: they carry its GIT_PROJECT_ROOT. */
+async function backendsOf(root: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const p of await listProcesses()) {
+    if (p.state === 'Z') continue;
+    if ((await readEnviron(p.pid)).get('GIT_PROJECT_ROOT') === root) pids.push(p.pid);
+  }
+  return pids;
+}
