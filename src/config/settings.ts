@@ -45,6 +45,12 @@ function def<T>(d: SettingDef<T>): SettingDef<T> {
  * compresses: a few backends per CPU keep the machine busy without thrashing it.
  */
 const DEFAULT_MAX_CHILDREN = Math.max(4, 2 * availableParallelism());
+/** Default queue length per backend slot: a waiting request costs one idle FastCGI connection. */
+export const QUEUE_PER_CHILD = 64;
+
+/** The queue length in effect: the setting, or its default relative to max_children. */
+export const effectiveQueue = (c: { readonly queue: number | null; readonly maxChildren: number }): number =>
+  c.queue ?? QUEUE_PER_CHILD * c.maxChildren;
 
 const nullable =
   <T>(parse: (raw: string) => T) =>
@@ -141,13 +147,14 @@ export const SETTINGS = {
     parse: (raw) => parseInteger(raw, 1, 100_000),
     doc: `Most backends (git requests) running at once; further requests wait in the queue. Default: 2 per CPU, at least 4 (--check-config shows the value).`,
   }),
-  queue: def<number>({
+  queue: def<number | null>({
     section: 'server',
     key: 'queue',
     flag: '--queue <n>',
-    default: 4 * DEFAULT_MAX_CHILDREN,
-    parse: (raw) => parseInteger(raw, 0, 1_000_000),
-    doc: `Requests that may wait for a free backend (first come, first served); beyond that: 503 with Retry-After. 0: no waiting. Default: 4 x the default max_children.`,
+    default: null,
+    parse: nullable((raw) => parseInteger(raw, 0, 1_000_000)),
+    show: (queue) => (queue === null ? `(${QUEUE_PER_CHILD} x max_children)` : String(queue)),
+    doc: `Requests that may wait for a free backend (first come, first served); beyond that: 503 with Retry-After. 0: no waiting. Default: ${QUEUE_PER_CHILD} x max_children, so that a burst (a CI fleet cloning at once) waits instead of failing: git does not retry a 503.`,
   }),
   queueTimeoutMs: def<number>({
     section: 'server',

@@ -1,5 +1,5 @@
 import { reloadConfig } from '../config/reload.js';
-import type { Config } from '../config/settings.js';
+import { effectiveQueue, type Config } from '../config/settings.js';
 import type { ClosableLogger, LogOptions } from '../log.js';
 import { createRequestHandler, type HandlerSettings } from '../request/handle-request.js';
 import { Daemon } from './daemon.js';
@@ -41,7 +41,7 @@ export function preflight(config: Config): Preflight {
 
 const limits = (c: Config) => ({
   maxChildren: c.maxChildren,
-  queue: c.queue,
+  queue: effectiveQueue(c),
   queueTimeoutMs: c.queueTimeoutMs,
 });
 
@@ -83,7 +83,7 @@ export class Service {
           queued: this.limiter.queued,
           maxActiveReached: this.limiter.maxActiveReached,
           maxChildren: this.config.maxChildren,
-          queue: this.config.queue,
+          queue: effectiveQueue(this.config),
         }),
       handler: createRequestHandler({
         settings: () => this.handlerSettings,
