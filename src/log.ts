@@ -93,7 +93,9 @@ interface Sinks {
  */
 function wrap(current: () => Sinks, meta: LogMeta): Logger {
   const write = (level: LogLevel, message: string, extra?: LogMeta): void => {
-    current().main.log(level, message, { ...meta, ...extra });
+    const { main } = current();
+    // winston builds and formats the whole entry before its level filter drops it.
+    if (main.isLevelEnabled(level)) main.log(level, message, { ...meta, ...extra });
   };
   return {
     error: (m, extra) => write('error', m, extra),

@@ -172,47 +172,61 @@ export async function resolveRepository(
   repo: string,
   options: { readonly followSymlinks: boolean },
 ): Promise<string> {
-  if (repo === '' || path.isAbsolute(repo) || repo.includes('\0') || repo.split('/').some(isDotSegment)) {
+  const segments = repo.split('/');
+  if (repo === '' || path.isAbsolute(repo) || repo.includes('\0') || segments.some(isDotSegment)) {
     throw badPath(`repository ${JSON.stringify(repo)} is not a clean relative path`);
   }
-  let root: string;
-  try {
-    root = await realpath(projectRoot);
-  } catch (err) {
+  // Every look-up starts at once, through the root as given: with no '.' or '..' in `repo`, the
+  // kernel resolves the same paths as under the root's real path, and the answers are then
+  // checked in the order the checks depend on each other.
+  const unresolved = path.join(projectRoot, repo);
+  const prefixes = segments.map((_, i) => path.join(projectRoot, ...segments.slice(0, i + 1)));
+  const [rootReal, links, real, head, objects] = await Promise.all([
+    settle(realpath(projectRoot)),
+    Promise.all(options.followSymlinks ? [] : prefixes.map((p) => settle(lstat(p)))),
+    options.followSymlinks ? settle(realpath(unresolved)) : null,
+    settle(statOrNull(path.join(unresolved, 'HEAD'))),
+    settle(statOrNull(path.join(unresolved, 'objects'))),
+  ]);
+  if (!rootReal.ok) {
     throw new GitFcgiError('ERR_CONFIG', `project root ${projectRoot} is not accessible`, {
       status: 500,
-      cause: err,
+      cause: rootReal.error,
     });
   }
+  const root = rootReal.value;
   const where = `${repo} under ${root}`;
   const candidate = path.join(root, repo);
-  try {
-    if (!options.followSymlinks) {
-      let current = root;
-      for (const segment of repo.split('/')) {
-        current = path.join(current, segment);
-        const info = await lstat(current);
-        if (info.isSymbolicLink()) {
-          throw notFound(`${where}: ${current} is a symlink and symlinks are not followed`);
-        }
-        if (!info.isDirectory()) throw notFound(`${where}: ${current} is not a directory`);
-      }
+  let current = root;
+  for (const [i, link] of links.entries()) {
+    current = path.join(current, segments[i] ?? '');
+    if (!link.ok) throw fsFailure(link.error, where);
+    if (link.value.isSymbolicLink()) {
+      throw notFound(`${where}: ${current} is a symlink and symlinks are not followed`);
     }
-    const real = await realpath(candidate);
-    const inside = root.endsWith(path.sep) ? root : root + path.sep;
-    if (!real.startsWith(inside)) throw notFound(`${where}: resolves to ${real}, outside the project root`);
-    const [head, objects] = await Promise.all([
-      statOrNull(path.join(real, 'HEAD')),
-      statOrNull(path.join(real, 'objects')),
-    ]);
-    if (!head?.isFile() || !objects?.isDirectory()) {
-      throw notFound(`${where}: not a git directory (HEAD, objects/)`);
-    }
-    return real;
-  } catch (err) {
-    if (err instanceof GitFcgiError) throw err;
-    throw fsFailure(err, where);
+    if (!link.value.isDirectory()) throw notFound(`${where}: ${current} is not a directory`);
   }
+  // Without symlinks on the way, the path under the real root is already the real path.
+  if (real !== null && !real.ok) throw fsFailure(real.error, where);
+  const resolved = real === null ? candidate : real.value;
+  const inside = root.endsWith(path.sep) ? root : root + path.sep;
+  if (!resolved.startsWith(inside))
+    throw notFound(`${where}: resolves to ${resolved}, outside the project root`);
+  if (!head.ok) throw fsFailure(head.error, where);
+  if (!objects.ok) throw fsFailure(objects.error, where);
+  if (!head.value?.isFile() || !objects.value?.isDirectory()) {
+    throw notFound(`${where}: not a git directory (HEAD, objects/)`);
+  }
+  return resolved;
+}
+
+type Settled<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
+
+function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
+  return promise.then(
+    (value) => ({ ok: true, value }),
+    (error: unknown) => ({ ok: false, error }),
+  );
 }
 
 function isDotSegment(segment: string): boolean {
