@@ -4,6 +4,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { suiteCleanup } from '../helpers/cleanup.js';
+import { startGitStack } from '../helpers/stack.js';
 import { repoRoot, startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
 import { waitFor, withDeadline } from '../helpers/deadline.js';
 import {
@@ -13,7 +14,7 @@ import {
   paramsRecords,
   stdinRecords,
 } from '../helpers/fcgi-client.js';
-import { gitLocation, startNginx, type Nginx } from '../helpers/nginx.js';
+import type { Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, gitProcessesUnder, run, startProcess } from '../helpers/proc.js';
 import { createBareRepo, randomBlobRepo } from '../helpers/repos.js';
 import { peakRssMb } from '../helpers/rss.js';
@@ -41,9 +42,7 @@ describe('faults with the real git http-backend', () => {
   before(async () => {
     root = await tmpDir(suite, 'faults-');
     await randomBlobRepo(suite, root, 'big.git', { bytes: 40 * 1024 * 1024 });
-    sock = join(await tmpDir(suite, 'sock-'), 'g.sock');
-    daemon = await startGitFcgi(suite, ['--listen', `unix:${sock}`, '--project-root', root, '--export-all']);
-    nginx = await startNginx(suite, { servers: [{ locations: gitLocation({ socket: sock }) }] });
+    ({ sock, daemon, nginx } = await startGitStack(suite, root, { args: ['--export-all'] }));
   });
 
   after(async () => {
@@ -147,18 +146,9 @@ describe('misbehaving backends', () => {
   async function serve(t: { after(fn: () => unknown): void }, script: string, extra: string[] = []) {
     const root = await tmpDir(t, 'bk-');
     await createBareRepo(t, root, 'r.git');
-    const sock = join(await tmpDir(t, 'sock-'), 'g.sock');
-    const daemon = await startGitFcgi(t, [
-      '--listen',
-      `unix:${sock}`,
-      '--project-root',
-      root,
-      '--export-all',
-      '--backend',
-      backend(script),
-      ...extra,
-    ]);
-    const nginx = await startNginx(t, { servers: [{ locations: gitLocation({ socket: sock }) }] });
+    const { daemon, nginx } = await startGitStack(t, root, {
+      args: ['--export-all', '--backend', backend(script), ...extra],
+    });
     return { root, daemon, url: `${nginx.url(0)}r.git/info/refs` };
   }
 
@@ -202,19 +192,16 @@ describe('misbehaving backends', () => {
   test("the backend's environment is an allowlist", async (t) => {
     const root = await tmpDir(t, 'env-');
     await createBareRepo(t, root, 'r.git');
-    const sock = join(await tmpDir(t, 'sock-'), 'g.sock');
-    await startGitFcgi(
-      t,
-      ['--listen', `unix:${sock}`, '--project-root', root, '--backend', backend('print-env.sh')],
-      {
+    const { nginx } = await startGitStack(t, root, {
+      args: ['--backend', backend('print-env.sh')],
+      daemon: {
         env: {
           SECRET_TOKEN: 'hunter2',
           GIT_CONFIG_PARAMETERS: "'core.sshcommand=evil'",
           LD_LIBRARY_PATH: '/evil',
         },
       },
-    );
-    const nginx = await startNginx(t, { servers: [{ locations: gitLocation({ socket: sock }) }] });
+    });
     const res = await fetch(`${nginx.url(0)}r.git/info/refs?service=git-upload-pack`, {
       headers: {
         Proxy: 'http://evil:3128',
@@ -282,15 +269,7 @@ describe('a backend that answers without reading the whole body', () => {
   test('a wrong content type is for git to answer (415); the unread rest of the body is discarded, not an error', async (t) => {
     const root = await tmpDir(t, 'ct-');
     await createBareRepo(t, root, 'r.git');
-    const sock = join(await tmpDir(t, 'sock-'), 'g.sock');
-    const daemon = await startGitFcgi(t, [
-      '--listen',
-      `unix:${sock}`,
-      '--project-root',
-      root,
-      '--export-all',
-    ]);
-    const nginx = await startNginx(t, { servers: [{ locations: gitLocation({ socket: sock }) }] });
+    const { daemon, nginx } = await startGitStack(t, root, { args: ['--export-all'] });
     const res = await fetch(nginx.url(0, '/r.git/git-upload-pack'), {
       method: 'POST',
       headers: { 'Content-Type': 'text/plain' },

@@ -10,6 +10,7 @@ import { assertNoGitProcesses, listGitProcessesUnder, startProcess } from '../he
 import { listProcesses, readEnviron } from '../helpers/procfs.js';
 import { createBareRepo, git, gitEnv, randomBlobRepo } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { startGitStack } from '../helpers/stack.js';
 
 /**
  * The daemon's shutdown_timeout: 30 s until it becomes a setting. Every request in flight at
@@ -44,10 +45,9 @@ test('SIGTERM during 10 pushes and 10 clones: each completes or fails cleanly; n
         .trim(),
     );
   }
-  const sock = join(await tmpDir(t, 'sock-'), 'g.sock');
-  const daemon = await startGitFcgi(t, ['--listen', `unix:${sock}`, '--project-root', root, '--export-all']);
-  const nginx = await startNginx(t, {
-    servers: [{ locations: gitLocation({ socket: sock, extra: 'fastcgi_param REMOTE_USER alice;' }) }],
+  const { daemon, nginx } = await startGitStack(t, root, {
+    args: ['--export-all'],
+    location: { extra: 'fastcgi_param REMOTE_USER alice;' },
   });
   const env = await gitEnv(t);
   const clones = await Promise.all(

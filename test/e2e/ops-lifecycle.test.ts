@@ -10,6 +10,7 @@ import { assertNoGitProcesses, gitProcessesUnder, run } from '../helpers/proc.js
 import { createBareRepo, git, randomBlobRepo } from '../helpers/repos.js';
 import { startSlowProxy } from '../helpers/slow-proxy.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { startGitStack } from '../helpers/stack.js';
 
 const backend = (name: string): string => join(repoRoot, 'test', 'fixtures', 'backends', name);
 
@@ -116,15 +117,7 @@ describe('signals', () => {
   test('SIGTERM during a clone: the socket goes at once, the clone completes, then git-fcgi exits 0', async (t) => {
     const root = await tmpDir(t, 'term-');
     const repo = await randomBlobRepo(t, root, 'big.git', { bytes: 8 * 1024 * 1024 });
-    const sock = join(await tmpDir(t, 'sock-'), 'g.sock');
-    const daemon = await startGitFcgi(t, [
-      '--listen',
-      `unix:${sock}`,
-      '--project-root',
-      root,
-      '--export-all',
-    ]);
-    const nginx = await startNginx(t, { servers: [{ locations: gitLocation({ socket: sock }) }] });
+    const { sock, daemon, nginx } = await startGitStack(t, root, { args: ['--export-all'] });
     // The client reads at 3 MB/s, so the clone takes a few seconds and is mid-pack at SIGTERM.
     const nginxPort = nginx.ports[0] ?? assert.fail('no nginx port');
     const slowPort = await startSlowProxy(t, nginxPort, 3 * 1024 * 1024);

@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { suiteCleanup, type Cleanup } from '../helpers/cleanup.js';
-import { startGitFcgi } from '../helpers/daemon.js';
 import { withDeadline } from '../helpers/deadline.js';
 import { Rng } from '../helpers/fcgi-fuzz.js';
-import { gitLocation, startNginx, type Nginx } from '../helpers/nginx.js';
+import type { Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, startProcess } from '../helpers/proc.js';
 import { createBareRepo, git, gitEnv } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { startGitStack } from '../helpers/stack.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 777);
 
@@ -63,11 +63,10 @@ describe('push integrity under concurrency and killed clients', () => {
     work = await tmpDir(suite, 'work-');
     await git(suite, ['init', '-q', '--bare', work]);
     await git(suite, ['fetch', '-q', join(root, 'one.git'), 'main'], { cwd: work });
-    const sock = join(await tmpDir(suite, 'sock-'), 'g.sock');
-    await startGitFcgi(suite, ['--listen', `unix:${sock}`, '--project-root', root, '--export-all']);
-    nginx = await startNginx(suite, {
-      servers: [{ locations: gitLocation({ socket: sock, extra: 'fastcgi_param REMOTE_USER alice;' }) }],
-    });
+    ({ nginx } = await startGitStack(suite, root, {
+      args: ['--export-all'],
+      location: { extra: 'fastcgi_param REMOTE_USER alice;' },
+    }));
   });
 
   after(async () => {

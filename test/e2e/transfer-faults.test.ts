@@ -11,6 +11,7 @@ import { gitLocation, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, listGitProcessesUnder, run, startProcess } from '../helpers/proc.js';
 import { createBareRepo, git, randomBlobRepo } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { startGitStack } from '../helpers/stack.js';
 
 const backend = (name: string): string => join(repoRoot, 'test', 'fixtures', 'backends', name);
 
@@ -39,17 +40,9 @@ async function slowClone(t: Cleanup, nginx: Nginx, head: string, rate: string) {
 test('a backend killed by a signal mid-response: the transfer breaks, 502 and the signal logged', async (t) => {
   const root = await tmpDir(t, 'killed-');
   await createBareRepo(t, root, 'r.git');
-  const sock = join(await tmpDir(t, 'sock-'), 'g.sock');
-  const daemon = await startGitFcgi(t, [
-    '--listen',
-    `unix:${sock}`,
-    '--project-root',
-    root,
-    '--export-all',
-    '--backend',
-    backend('killed-mid-response.sh'),
-  ]);
-  const nginx = await startNginx(t, { servers: [{ locations: gitLocation({ socket: sock }) }] });
+  const { daemon, nginx } = await startGitStack(t, root, {
+    args: ['--export-all', '--backend', backend('killed-mid-response.sh')],
+  });
   const result = await run('curl', ['-s', '-o', '/dev/null', nginx.url(0, '/r.git/info/refs')], {
     timeoutMs: 10_000,
   });
