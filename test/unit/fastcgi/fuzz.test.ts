@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createConnection } from 'node:net';
 import { describe, test } from 'node:test';
 import { isGitFcgiError } from '../../../src/errors.js';
 import type { ExchangeHandler } from '../../../src/exchange.js';
@@ -13,7 +12,8 @@ import {
   type FuzzInput,
 } from '../../helpers/fcgi-fuzz.js';
 import { waitFor } from '../../helpers/deadline.js';
-import { deadline, startServer } from './fcgi-harness.js';
+import { startServer } from './fcgi-harness.js';
+import { feedFastCgi } from '../../helpers/fcgi-feed.js';
 
 /**
  * Deterministic fuzzing of the record layer. A failure names the seed and the input's index and
@@ -98,22 +98,11 @@ describe('FastCGI fuzzing (in-process)', () => {
     /** Sends the pieces; the server must close on a stream it cannot parse, or once we end ours. */
     const feed = async (i: number, input: FuzzInput, pieces: readonly Buffer[]): Promise<Buffer> => {
       const broken = parseAll([input.bytes]).error !== null;
-      const socket = createConnection(server.path);
-      const received: Buffer[] = [];
-      socket.on('data', (chunk: Buffer) => received.push(chunk));
-      socket.on('error', () => undefined);
-      const ended = new Promise<void>((resolve) => {
-        socket.once('end', resolve);
-        socket.once('close', () => resolve());
-      });
-      try {
-        for (const piece of pieces) socket.write(piece);
-        if (!broken) socket.end();
-        await deadline(ended, `the server to close connection ${i} (${input.how})`, 5000);
-      } finally {
-        socket.destroy();
-      }
-      const reply = Buffer.concat(received);
+      const reply = await feedFastCgi(server.path, pieces, { end: !broken, timeoutMs: 5000 }).catch(
+        (err: unknown) => {
+          throw new Error(`input ${i} (${input.how}): ${String(err)}`, { cause: err });
+        },
+      );
       const parsed = parseAll([reply]);
       assert.equal(parsed.error, null, `input ${i} (${input.how}): the server sent malformed records`);
       return reply;
