@@ -37,3 +37,9 @@ export interface Exchange {
 }
 
 export type ExchangeHandler = (exchange: Exchange) => void;
+
+/**
+ * The request stage behind the daemon: settles once everything about the request is done,
+ * its access-log line included, so that a stop waits for it.
+ */
+export type RequestHandler = (exchange: Exchange) => Promise<void>;

@@ -79,12 +79,19 @@ function transport(file: string | null): winston.transport {
   return new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] });
 }
 
+/** A line logged after the log was closed (a request finishing as the daemon exits). */
+function lateLine(level: LogLevel, message: string, meta: LogMeta): void {
+  process.stderr.write(`${level} ${message}${formatMeta(meta)}\n`);
+}
+
 /** The winston loggers in use; replaced as a whole when the log settings change. */
 interface Sinks {
   readonly main: winston.Logger;
   /** null: the access log is off. May be `main`. */
   readonly access: winston.Logger | null;
   readonly level: LogLevel;
+  /** Set when the loggers are being ended: winston throws "write after end" from then on. */
+  closed: boolean;
 }
 
 /**
@@ -93,9 +100,12 @@ interface Sinks {
  */
 function wrap(current: () => Sinks, meta: LogMeta): Logger {
   const write = (level: LogLevel, message: string, extra?: LogMeta): void => {
-    const { main } = current();
+    const { main, closed } = current();
     // winston builds and formats the whole entry before its level filter drops it.
-    if (main.isLevelEnabled(level)) main.log(level, message, { ...meta, ...extra });
+    if (!main.isLevelEnabled(level)) return;
+    // After close() (exiting) winston throws "write after end": the line goes to stderr instead.
+    if (closed) lateLine(level, message, { ...meta, ...extra });
+    else main.log(level, message, { ...meta, ...extra });
   };
   return {
     error: (m, extra) => write('error', m, extra),
@@ -103,7 +113,12 @@ function wrap(current: () => Sinks, meta: LogMeta): Logger {
     info: (m, extra) => write('info', m, extra),
     debug: (m, extra) => write('debug', m, extra),
     child: (more) => wrap(current, { ...meta, ...more }),
-    access: (extra) => current().access?.info('access', { ...meta, ...extra }),
+    access: (extra) => {
+      const { access, closed } = current();
+      if (access === null) return;
+      if (closed) lateLine('info', 'access', { ...meta, ...extra });
+      else access.info('access', { ...meta, ...extra });
+    },
     isDebug: () => current().level === 'debug',
   };
 }
@@ -130,7 +145,7 @@ function openSinks(options: LogOptions): Sinks {
           format: lineFormat(options.format),
           transports: [transport(options.accessFile)],
         });
-  return { main, access, level: options.level };
+  return { main, access, level: options.level, closed: false };
 }
 
 function closeSinks(sinks: Sinks): Promise<void> {
@@ -139,6 +154,7 @@ function closeSinks(sinks: Sinks): Promise<void> {
       w.once('finish', () => resolve());
       w.end();
     });
+  sinks.closed = true;
   const { main, access } = sinks;
   return Promise.all([
     closeOne(main),

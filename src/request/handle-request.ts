@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { AccessDenied } from '../access/access-error.js';
 import { Authorizer, type AccessSettings, type Grant } from '../access/authorize.js';
-import type { Exchange, ExchangeHandler } from '../exchange.js';
+import type { Exchange, RequestHandler } from '../exchange.js';
 import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { buildBackendEnv } from './cgi-env.js';
@@ -62,15 +62,14 @@ function requestIdFor(params: ReadonlyMap<string, string>): string {
  * Composes the stages of one request: validate the target, build the environment, spawn the
  * backend, relay both directions, and write one access-log line at the end.
  */
-export function createRequestHandler(deps: HandlerDeps): ExchangeHandler {
+export function createRequestHandler(deps: HandlerDeps): RequestHandler {
   const authorizer = new Authorizer(deps.log);
-  return (exchange) => {
+  return (exchange) =>
     serve(exchange, deps, authorizer).catch((err: unknown) => {
       // serve() handles every request error itself; reaching here is a bug, not a client's doing.
       deps.log.error('internal error in request handler', { reason: describeError(err) });
       exchange.response.abort(err instanceof Error ? err : new Error(String(err)));
     });
-  };
 }
 
 async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authorizer): Promise<void> {

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Config } from '../config/settings.js';
-import type { Exchange, ExchangeHandler } from '../exchange.js';
+import type { Exchange, ExchangeHandler, RequestHandler } from '../exchange.js';
 import { GitFcgiError, describeError } from '../errors.js';
 import { serveFastCgiConnection } from '../fastcgi/connection.js';
 import type { Logger } from '../log.js';
@@ -14,7 +14,7 @@ import type { StatusSnapshot } from './status.js';
 
 export interface DaemonOptions {
   readonly config: Config;
-  readonly handler: ExchangeHandler;
+  readonly handler: RequestHandler;
   readonly log: Logger;
   /** Live figures for the status page. */
   readonly status: () => StatusSnapshot;
@@ -48,7 +48,8 @@ export class Daemon {
       }
       // Ping and status are the daemon's own: no slot, no backend, no path validation.
       if (answerBuiltin(exchange, this.config, options.status)) return;
-      this.options.handler(this.tracked(exchange));
+      const { exchange: tracked, handled } = this.tracked(exchange);
+      void this.options.handler(tracked).then(handled, handled);
     };
     this.dispatch = track;
     this.fastcgi.on('connection', (socket) => {
@@ -76,43 +77,55 @@ export class Daemon {
   }
 
   /**
-   * Wraps the exchange so the request leaves the active set exactly when its response ends,
-   * and so a stop that runs out of patience can abort it.
+   * Wraps the exchange so the request leaves the active set once its response has ended *and*
+   * its handler has finished (the backend reaped, the access line written), and so a stop that
+   * runs out of patience can abort it.
    */
-  private tracked(exchange: Exchange): Exchange {
+  private tracked(exchange: Exchange): { exchange: Exchange; handled: () => void } {
     // One controller per request, aborted by the client's signal or by a stop: cheaper than
     // AbortSignal.any(), which registers weak references and a finalizer for every request.
     const controller = new AbortController();
     const forward = (): void => controller.abort(exchange.signal.reason);
     if (exchange.signal.aborted) forward();
     else exchange.signal.addEventListener('abort', forward, { once: true });
-    const done = (): void => {
+    let pending = 2; // the response, the handler
+    let responseDone = false;
+    const settle = (): void => {
+      if (--pending > 0) return;
       exchange.signal.removeEventListener('abort', forward);
       if (this.active.delete(controller) && this.active.size === 0) {
         for (const wake of this.idleWaiters.splice(0)) wake();
       }
     };
+    const done = (): void => {
+      if (responseDone) return;
+      responseDone = true;
+      settle();
+    };
     this.active.add(controller);
     const { response } = exchange;
     return {
-      params: exchange.params,
-      body: exchange.body,
-      signal: controller.signal,
-      transport: exchange.transport,
-      response: {
-        get headersSent() {
-          return response.headersSent;
-        },
-        writeHead: (status, headers) => response.writeHead(status, headers),
-        write: (chunk) => response.write(chunk),
-        onceDrain: (cb) => response.onceDrain(cb),
-        end: () => {
-          response.end();
-          done();
-        },
-        abort: (reason) => {
-          response.abort(reason);
-          done();
+      handled: settle,
+      exchange: {
+        params: exchange.params,
+        body: exchange.body,
+        signal: controller.signal,
+        transport: exchange.transport,
+        response: {
+          get headersSent() {
+            return response.headersSent;
+          },
+          writeHead: (status, headers) => response.writeHead(status, headers),
+          write: (chunk) => response.write(chunk),
+          onceDrain: (cb) => response.onceDrain(cb),
+          end: () => {
+            response.end();
+            done();
+          },
+          abort: (reason) => {
+            response.abort(reason);
+            done();
+          },
         },
       },
     };
@@ -178,19 +191,26 @@ export class Daemon {
     this.http.close();
     this.http.closeIdleConnections();
     for (const b of this.bound) b.cleanup();
-    if (this.active.size > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, timeoutMs);
-        this.idleWaiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    await this.idle(timeoutMs);
     const left = this.active.size;
     for (const request of this.active) {
       request.abort(new GitFcgiError('ERR_SHUTDOWN', 'server shutting down', { status: 503 }));
     }
+    // Aborted requests still kill and reap their backends and log their outcome: give them the
+    // kill grace period (SIGTERM, then SIGKILL) and a second more.
+    await this.idle(this.config.killGraceMs + 1000);
     return left;
+  }
+
+  /** Resolves when no request is in flight, or after `timeoutMs`. */
+  private idle(timeoutMs: number): Promise<void> {
+    if (this.active.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 }

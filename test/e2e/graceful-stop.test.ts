@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { repoRoot, startGitFcgi } from '../helpers/daemon.js';
 import { waitFor, withDeadline } from '../helpers/deadline.js';
+import { beginRequest, gitParams, paramsRecords, stdinRecords } from '../helpers/fcgi-client.js';
 import { gitLocation, startNginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, listGitProcessesUnder, startProcess } from '../helpers/proc.js';
 import { listProcesses, readEnviron } from '../helpers/procfs.js';
@@ -141,3 +143,51 @@ async function backendsOf(root: string): Promise<number[]> {
   }
   return pids;
 }
+
+test('SIGTERM just after clients left: every access line is written before "stopped", exit 0', async (t) => {
+  const root = await tmpDir(t, 'stop-aborted-');
+  await createBareRepo(t, root, 'r.git');
+  const sock = join(root, 'g.sock');
+  const backend = join(repoRoot, 'test', 'fixtures', 'backends', 'slow-exit.sh');
+  const daemon = await startGitFcgi(t, [
+    '--listen',
+    `unix:${sock}`,
+    '--project-root',
+    root,
+    '--export-all',
+    '--backend',
+    backend,
+    '--max-children',
+    '6',
+  ]);
+  const clients = 6;
+  const sockets = Array.from({ length: clients }, (_, i) => {
+    const socket = net.connect(sock);
+    socket.on('error', () => {});
+    socket.write(
+      Buffer.concat([
+        beginRequest(1),
+        paramsRecords(gitParams(`/r.git/info/refs?n=${i}`)),
+        stdinRecords(Buffer.alloc(0)),
+      ]),
+    );
+    return socket;
+  });
+  // Each backend has answered; then every client leaves, and the daemon is stopped at once,
+  // while the backends are still taking their 300 ms to exit.
+  await Promise.all(
+    sockets.map((socket) =>
+      withDeadline(new Promise((resolve) => socket.once('data', resolve)), 5000, 'the first response bytes'),
+    ),
+  );
+  for (const socket of sockets) socket.destroy();
+  const exit = await daemon.stop('SIGTERM');
+  const logs = daemon.logs();
+  assert.deepEqual(exit, { code: 0, signal: null }, logs);
+  assert.doesNotMatch(logs, /write after end|internal error/);
+  const stopped = logs.indexOf(' stopped');
+  assert.ok(stopped > 0, logs);
+  const accessLines = logs.slice(0, stopped).match(/ access .*status=499/g) ?? [];
+  assert.equal(accessLines.length, clients, logs);
+  assert.doesNotMatch(logs.slice(stopped), / access /);
+});
