@@ -5,7 +5,15 @@
 //        [--refs-seconds S] [--max-minutes M] [--cache DIR] [--git-fcgi dist/cli.js] [--git-fcgi-node-args=ARGS] [--keep]
 //        [--baseline OTHER/dist/cli.js --baseline-label TEXT]   (another git-fcgi build, benched alongside)
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -127,11 +135,28 @@ function readStatus(pid, field) {
   }
 }
 
-/** Peak RSS is the kernel's VmHWM, reset to the current RSS before each measured run. */
-function resetPeakRss(pid) {
-  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+/** git-fcgi and its spawn helper (git-fcgi-spawnd, a child of the daemon), when it runs one. */
+function daemonPids(pid) {
+  const helpers = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid && comm === 'git-fcgi-spawnd') helpers.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return [pid, ...helpers];
 }
-const peakRssMb = (pid) => readStatus(pid, 'VmHWM');
+
+/** Peak RSS is the kernel's VmHWM, reset to the current RSS before each measured run; the helper's counts too. */
+function resetPeakRss(pid) {
+  for (const p of daemonPids(pid)) writeFileSync(`/proc/${p}/clear_refs`, '5');
+}
+const peakRssMb = (pid) => daemonPids(pid).reduce((sum, p) => sum + readStatus(p, 'VmHWM'), 0);
 
 /** A backend that reads its request body at a fixed rate, then answers: "a backend that reads slowly". */
 function writeSlowBackend(path) {
@@ -583,7 +608,7 @@ function report(results, info, caseDefs) {
     }
   }
   const machine = `${info.date.slice(0, 10)}, ${info.os}, ${info.cpu}, ${info.memGB} GB RAM, ${info.host}; node ${info.node}, ${info.nginx.replace('nginx version: ', '')}, ${info.git}, fcgiwrap ${info.fcgiwrap}; git-fcgi ${info.gitFcgi}; load average at start ${info.loadavg}`;
-  return `${lines.join('\n')}\n\n${RUNS} runs per system, systems alternating run by run; median (min–max). Peak RSS: git-fcgi's VmHWM, reset (clear_refs 5) before each run.\n${machine}\n`;
+  return `${lines.join('\n')}\n\n${RUNS} runs per system, systems alternating run by run; median (min–max). Peak RSS: git-fcgi's VmHWM plus its spawn helper's, reset (clear_refs 5) before each run.\n${machine}\n`;
 }
 
 // ---------------------------------------------------------------- main

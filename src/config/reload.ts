@@ -12,6 +12,7 @@ const RESTART_ONLY: readonly SettingName[] = [
   'group',
   'allowRoot',
   'pidFile',
+  'spawnHelper',
 ];
 
 /** `[section] key` of each restart-only setting whose value differs. */

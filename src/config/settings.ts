@@ -185,6 +185,14 @@ export const SETTINGS = {
     parse: parseDuration,
     doc: 'On SIGTERM/SIGINT: how long running requests may take to finish before their backends are killed.',
   }),
+  spawnHelper: def<'auto' | 'on' | 'off'>({
+    section: 'server',
+    key: 'spawn_helper',
+    flag: '--spawn-helper <mode>',
+    default: 'auto',
+    parse: (raw) => parseEnum(raw, ['auto', 'on', 'off'] as const),
+    doc: "How backends are started. auto: through git-fcgi-spawnd, the small helper `npm ci` builds (needs a C compiler), falling back to Node's own spawn with a warning when it is missing; on: through the helper only (git-fcgi does not start without it); off: Node's spawn, which forks the whole daemon for every request (1-2 ms of CPU each, on the event loop).",
+  }),
   pingPath: def<string | null>({
     section: 'server',
     key: 'ping_path',

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { GitFcgiError } from '../errors.js';
 
 export interface BackendExit {
@@ -7,7 +8,9 @@ export interface BackendExit {
 }
 
 export interface BackendProcess {
-  readonly child: ChildProcessWithoutNullStreams;
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
   readonly pid: number;
   /** Resolves once the process has exited and been reaped. */
   readonly exited: Promise<BackendExit>;
@@ -16,10 +19,14 @@ export interface BackendProcess {
 }
 
 /**
- * Starts the backend in a process group of its own (setsid), so that git http-backend and
- * everything it forks (upload-pack, pack-objects, hooks) can be signalled together.
- * Resolves once the program runs; rejects with ERR_BACKEND_SPAWN when it cannot be started.
+ * Starts `program` (no arguments) with exactly `env`, in `cwd`, in a process group of its own
+ * (setsid), so that git http-backend and everything it forks (upload-pack, pack-objects, hooks)
+ * can be signalled together. Resolves once the program runs; rejects with ERR_BACKEND_SPAWN
+ * when it cannot be started.
  */
+export type Spawner = (program: string, env: Record<string, string>, cwd: string) => Promise<BackendProcess>;
+
+/** The Spawner with Node's own child_process: forks the daemon (see spawn-helper.ts for the cost). */
 export function spawnBackend(
   program: string,
   env: Record<string, string>,
@@ -39,12 +46,13 @@ export function spawnBackend(
         reject(new GitFcgiError('ERR_BACKEND_SPAWN', `cannot run ${program}: no pid`, { status: 502 }));
         return;
       }
-      resolve({ child, pid, exited, kill: groupKiller(pid) });
+      const { stdin, stdout, stderr } = child;
+      resolve({ stdin, stdout, stderr, pid, exited, kill: groupKiller(pid) });
     });
   });
 }
 
-function groupKiller(pid: number): (graceMs: number) => void {
+export function groupKiller(pid: number): (graceMs: number) => void {
   let killed = false;
   const signalGroup = (signal: NodeJS.Signals): void => {
     try {

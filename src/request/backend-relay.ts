@@ -63,14 +63,16 @@ export class BackendRelay {
 
   private wire(): void {
     const { body, signal } = this.exchange;
-    const { child } = this.backend;
+    const { backend } = this;
     body.on('data', this.onBodyData);
     body.once('end', this.onBodyEnd);
     body.once('error', this.onAbort);
-    child.stdin.on('error', this.onStdinError);
-    child.stdout.on('data', this.onStdout);
-    child.stdout.once('end', this.onStdoutEnd);
-    child.stderr.on('data', (chunk: Buffer) => this.stderr.push(chunk));
+    backend.stdin.on('error', this.onStdinError);
+    backend.stdout.on('data', this.onStdout);
+    backend.stdout.once('end', this.onStdoutEnd);
+    backend.stdout.once('error', (err) => this.fail(err));
+    backend.stderr.on('data', (chunk: Buffer) => this.stderr.push(chunk));
+    backend.stderr.on('error', () => {}); // lost diagnostics are no reason to fail the request
     void this.backend.exited.then(this.onExit);
     signal.addEventListener('abort', this.onAbort, { once: true });
     if (signal.aborted) this.onAbort();
@@ -85,9 +87,9 @@ export class BackendRelay {
       chunk = chunk.subarray(0, contentLength - this.bytesIn);
     }
     this.bytesIn += chunk.length;
-    if (chunk.length > 0 && !this.backend.child.stdin.write(chunk)) {
+    if (chunk.length > 0 && !this.backend.stdin.write(chunk)) {
       this.exchange.body.pause();
-      this.backend.child.stdin.once('drain', this.resumeBody);
+      this.backend.stdin.once('drain', this.resumeBody);
     }
   };
 
@@ -110,13 +112,13 @@ export class BackendRelay {
       );
       return;
     }
-    this.backend.child.stdin.end();
+    this.backend.stdin.end();
   };
 
   /** EPIPE: the backend closed stdin (it answered without reading everything). Not an error. */
   private readonly onStdinError = (): void => {
     this.stdinOpen = false;
-    this.backend.child.stdin.removeListener('drain', this.resumeBody);
+    this.backend.stdin.removeListener('drain', this.resumeBody);
     this.resumeBody();
   };
 
@@ -139,9 +141,9 @@ export class BackendRelay {
     this.bytesOut += chunk.length;
     const { response } = this.exchange;
     if (!response.write(chunk)) {
-      this.backend.child.stdout.pause();
+      this.backend.stdout.pause();
       response.onceDrain(() => {
-        if (!this.done) this.backend.child.stdout.resume();
+        if (!this.done) this.backend.stdout.resume();
       });
     }
   };
@@ -233,12 +235,12 @@ export class BackendRelay {
     body.removeListener('data', this.onBodyData);
     body.removeListener('end', this.onBodyEnd);
     body.resume(); // whatever is left of the body is discarded
-    const { child } = this.backend;
-    child.stdout.removeListener('data', this.onStdout);
+    const { backend } = this;
+    backend.stdout.removeListener('data', this.onStdout);
     if (error === undefined) this.exchange.response.end();
     else {
-      child.stdin.destroy();
-      child.stdout.destroy();
+      backend.stdin.destroy();
+      backend.stdout.destroy();
     }
     void this.backend.exited.then((exit) => {
       this.resolve({

@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { buildBackendEnv } from './cgi-env.js';
 import { checkRpcContentType } from './content-type.js';
 import { derivePathInfo, parseGitTarget, resolveRepository, type GitTarget } from './repo-path.js';
-import { spawnBackend } from './backend-process.js';
+import type { Spawner } from './backend-process.js';
 import { sendError } from './error-response.js';
 import { BackendRelay, type RelayResult } from './backend-relay.js';
 
@@ -47,6 +47,8 @@ export interface HandlerDeps {
    * with 503 errors when busy, or with the signal's reason when the client leaves meanwhile.
    */
   readonly acquireSlot: (signal: AbortSignal) => Promise<() => void>;
+  /** Starts the backend process. */
+  readonly spawn: Spawner;
   readonly events: RequestEvents;
 }
 
@@ -110,7 +112,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     const release = await deps.acquireSlot(exchange.signal);
     try {
       if (exchange.signal.aborted) throw exchange.signal.reason;
-      const backend = await spawnBackend(settings.backend, env, repoDir);
+      const backend = await deps.spawn(settings.backend, env, repoDir);
       deps.events.spawned();
       log.debug('backend started', { pid: backend.pid, backend: settings.backend });
       result = await new BackendRelay(exchange, backend, {

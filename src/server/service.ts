@@ -1,7 +1,10 @@
 import { reloadConfig } from '../config/reload.js';
 import { effectiveQueue, type Config } from '../config/settings.js';
-import type { ClosableLogger, LogOptions } from '../log.js';
+import { GitFcgiError, describeError } from '../errors.js';
+import type { ClosableLogger, LogOptions, Logger } from '../log.js';
+import { spawnBackend } from '../request/backend-process.js';
 import { createRequestHandler, type HandlerSettings } from '../request/handle-request.js';
+import { SPAWN_HELPER_PATH, SpawnHelper } from '../request/spawn-helper.js';
 import { Daemon } from './daemon.js';
 import { Limiter } from './limiter.js';
 import { writePidFile } from './pid-file.js';
@@ -64,6 +67,7 @@ export class Service {
   private readonly stats = new ServerStats();
   private readonly daemon: Daemon;
   private removePidFile: () => string | null = () => null;
+  private helper: SpawnHelper | null = null;
 
   private constructor(
     private readonly options: ServiceOptions,
@@ -89,6 +93,10 @@ export class Service {
         settings: () => this.handlerSettings,
         log,
         acquireSlot: (signal) => this.limiter.acquire(signal),
+        spawn: (program, env, cwd) =>
+          this.helper?.available === true
+            ? this.helper.spawn(program, env, cwd)
+            : spawnBackend(program, env, cwd),
         events: this.stats,
       }),
     });
@@ -104,9 +112,12 @@ export class Service {
       const { pidFile } = options.config;
       if (pidFile !== null) service.removePidFile = writePidFile(pidFile);
       if (checked.runAs !== null) dropPrivileges(checked.runAs);
+      // After the privilege drop: the helper, and so every backend, runs as the configured user.
+      service.helper = await startSpawnHelper(options.config.spawnHelper, options.log);
       service.daemon.open();
     } catch (err) {
       await service.daemon.stop(0);
+      service.helper?.close();
       service.removePidFile();
       throw err;
     }
@@ -140,6 +151,7 @@ export class Service {
   /** Stops accepting, waits up to shutdown_timeout, removes socket and pid file. Returns how many requests were aborted. */
   async stop(): Promise<number> {
     const aborted = await this.daemon.stop(this.config.shutdownTimeoutMs);
+    this.helper?.close();
     const problem = this.removePidFile();
     if (problem !== null) this.options.log.warn(problem);
     return aborted;
@@ -151,5 +163,20 @@ export class Service {
       backend: this.options.backendFor(config),
       serverSoftware: this.options.serverSoftware,
     });
+  }
+}
+
+/** The spawn helper as `spawn_helper` says: null means Node's own spawn. */
+async function startSpawnHelper(mode: Config['spawnHelper'], log: Logger): Promise<SpawnHelper | null> {
+  if (mode === 'off') return null;
+  try {
+    return await SpawnHelper.start(SPAWN_HELPER_PATH, log);
+  } catch (err) {
+    if (mode === 'on')
+      throw new GitFcgiError('ERR_CONFIG', `[server] spawn_helper = on: ${describeError(err)}`);
+    log.warn(
+      `spawn helper unavailable, backends are started by forking the daemon (slower): ${describeError(err)}`,
+    );
+    return null;
   }
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+// Builds dist/git-fcgi-spawnd (src/native/spawnd.c), the helper that starts backends without
+// forking the daemon. Without a C compiler git-fcgi still works (spawn_helper = auto falls back
+// to Node's own spawn), so a missing compiler is a warning; a compile error is a failure.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const cc = process.env.CC || 'cc';
+if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).error) {
+  process.stderr.write(
+    `git-fcgi: no C compiler (${cc}): git-fcgi-spawnd not built; backends will be started by forking ` +
+      'the daemon, which is slower. Install gcc (or set CC) and run `npm run build` to build it.\n',
+  );
+  process.exit(0);
+}
+mkdirSync(join(root, 'dist'), { recursive: true });
+execFileSync(
+  cc,
+  [
+    '-O2',
+    '-Wall',
+    '-Wextra',
+    '-Werror',
+    '-o',
+    join(root, 'dist/git-fcgi-spawnd'),
+    join(root, 'src/native/spawnd.c'),
+  ],
+  { stdio: 'inherit' },
+);

@@ -1,0 +1,422 @@
+/*
+ * git-fcgi-spawnd: starts backends (git http-backend) for git-fcgi.
+ *
+ * Why: Node.js starts a child with fork(), which copies the page tables of the whole daemon and
+ * makes it take copy-on-write faults afterwards. At the daemon's size that is 1-2 ms of CPU per
+ * request on the event loop, more than everything else git-fcgi does for a ref advertisement.
+ * This helper is a few hundred kilobytes: its fork() costs tens of microseconds, and it runs
+ * beside the event loop instead of blocking it.
+ *
+ * Usage: git-fcgi-spawnd SOCKET DAEMON_PID
+ *   SOCKET      "@name" for an abstract UNIX socket, else a path. Every connection must come
+ *               from DAEMON_PID (SO_PEERCRED); anything else is closed unread.
+ * Prints "ready\n" on stdout once it listens. Exits when the control connection closes, or
+ * with its parent (PR_SET_PDEATHSIG).
+ *
+ * Protocol. Each connection starts with a 5-byte hello: u32 id (little-endian), u8 role.
+ *   role 'C': the control connection (id 0), one per helper, both ways:
+ *     daemon -> helper: u32 length, then 'S' u32 id, NUL-terminated program, cwd, and env
+ *                       entries ("NAME=value") up to the end of the message.
+ *     helper -> daemon: 13 bytes: 'P' u32 id, i32 pid, i32 0        started
+ *                                 'F' u32 id, i32 errno, i32 stage  not started (0 fork, 1 chdir, 2 exec)
+ *                                 'X' u32 id, i32 code, i32 signal  exited (code -1 when signalled)
+ *   role 0, 1, 2: the backend's stdin, stdout, stderr for spawn `id`.
+ * The backend starts once its message and its three connections have arrived. It runs in a new
+ * session (setsid), so the daemon can signal its whole process group; signal dispositions and
+ * the signal mask are reset, and it inherits nothing else from the helper.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_MESSAGE (4u << 20)
+#define HELLO_LEN 5
+#define MAX_PENDING_HELLO 1024
+
+struct spawn {
+  uint32_t id;
+  int fds[3];
+  char *message; /* payload after the 'S' and id; NULL until the message arrived */
+  size_t message_len;
+  pid_t pid; /* > 0 once running */
+  struct spawn *next;
+};
+
+static struct spawn *spawns;
+static int control_fd = -1;
+static int signal_pipe[2];
+static pid_t daemon_pid;
+
+static void die(const char *what) {
+  fprintf(stderr, "git-fcgi-spawnd: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void on_sigchld(int sig) {
+  (void)sig;
+  int saved = errno;
+  (void)!write(signal_pipe[1], "c", 1);
+  errno = saved;
+}
+
+static void put_u32(unsigned char *p, uint32_t v) {
+  p[0] = v & 0xff;
+  p[1] = (v >> 8) & 0xff;
+  p[2] = (v >> 16) & 0xff;
+  p[3] = (v >> 24) & 0xff;
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The control connection is blocking for writes: the daemon always reads it. */
+static void report(char kind, uint32_t id, int32_t a, int32_t b) {
+  unsigned char out[13];
+  out[0] = (unsigned char)kind;
+  put_u32(out + 1, id);
+  put_u32(out + 5, (uint32_t)a);
+  put_u32(out + 9, (uint32_t)b);
+  size_t done = 0;
+  while (done < sizeof out) {
+    ssize_t n = write(control_fd, out + done, sizeof out - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) exit(0); /* the daemon is gone */
+    done += (size_t)n;
+  }
+}
+
+static struct spawn *find(uint32_t id) {
+  for (struct spawn *s = spawns; s != NULL; s = s->next)
+    if (s->id == id) return s;
+  return NULL;
+}
+
+static struct spawn *find_or_add(uint32_t id) {
+  struct spawn *s = find(id);
+  if (s != NULL) return s;
+  s = calloc(1, sizeof *s);
+  if (s == NULL) die("calloc");
+  s->id = id;
+  s->fds[0] = s->fds[1] = s->fds[2] = -1;
+  s->next = spawns;
+  spawns = s;
+  return s;
+}
+
+static void release_inputs(struct spawn *s) {
+  for (int i = 0; i < 3; i++) {
+    if (s->fds[i] >= 0) close(s->fds[i]);
+    s->fds[i] = -1;
+  }
+  free(s->message);
+  s->message = NULL;
+}
+
+static void forget(struct spawn *s) {
+  struct spawn **p = &spawns;
+  while (*p != s) p = &(*p)->next;
+  *p = s->next;
+  release_inputs(s);
+  free(s);
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static void child(struct spawn *s, char *program, char *cwd, char **envp, int err_fd) {
+  int32_t failure[2];
+  sigset_t all;
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++) (void)sigaction(sig, &dfl, NULL);
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+  setsid();
+  for (int i = 0; i < 3; i++) {
+    /* dup2 clears FD_CLOEXEC; every other descriptor of the helper has it set. */
+    if (s->fds[i] == i) {
+      int flags = fcntl(i, F_GETFD);
+      (void)fcntl(i, F_SETFD, flags & ~FD_CLOEXEC);
+    } else if (dup2(s->fds[i], i) < 0) {
+      failure[0] = errno;
+      failure[1] = 2;
+      goto fail;
+    }
+  }
+  if (chdir(cwd) < 0) {
+    failure[0] = errno;
+    failure[1] = 1;
+    goto fail;
+  }
+  char *argv[] = {program, NULL};
+  execve(program, argv, envp);
+  failure[0] = errno;
+  failure[1] = 2;
+fail:
+  (void)!write(err_fd, failure, sizeof failure);
+  _exit(127);
+}
+
+static void start(struct spawn *s) {
+  /* message: program \0 cwd \0 (env \0)* */
+  char *end = s->message + s->message_len;
+  char *program = s->message;
+  char *cwd = memchr(program, '\0', (size_t)(end - program));
+  size_t count = 0;
+  if (cwd != NULL) {
+    cwd++;
+    char *p = memchr(cwd, '\0', (size_t)(end - cwd));
+    if (p == NULL) cwd = NULL;
+    else
+      for (p++; p < end; p++)
+        if (*p == '\0') count++;
+  }
+  if (cwd == NULL || end[-1] != '\0') {
+    report('F', s->id, EINVAL, 0);
+    forget(s);
+    return;
+  }
+  char **envp = calloc(count + 1, sizeof *envp);
+  if (envp == NULL) die("calloc");
+  char *p = memchr(cwd, '\0', (size_t)(end - cwd)) + 1;
+  for (size_t i = 0; i < count; i++) {
+    envp[i] = p;
+    p += strlen(p) + 1;
+  }
+  int err_pipe[2];
+  if (pipe2(err_pipe, O_CLOEXEC) < 0) {
+    report('F', s->id, errno, 0);
+    free(envp);
+    forget(s);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid == 0) child(s, program, cwd, envp, err_pipe[1]);
+  int fork_errno = errno;
+  close(err_pipe[1]);
+  free(envp);
+  if (pid < 0) {
+    close(err_pipe[0]);
+    report('F', s->id, fork_errno, 0);
+    forget(s);
+    return;
+  }
+  /* Blocks until the exec succeeded (the pipe closes) or failed (its errno arrives). */
+  int32_t failure[2];
+  ssize_t n;
+  do n = read(err_pipe[0], failure, sizeof failure);
+  while (n < 0 && errno == EINTR);
+  close(err_pipe[0]);
+  release_inputs(s);
+  if (n == (ssize_t)sizeof failure) {
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    report('F', s->id, failure[0], failure[1]);
+    forget(s);
+    return;
+  }
+  s->pid = pid;
+  report('P', s->id, pid, 0);
+}
+
+static void maybe_start(struct spawn *s) {
+  if (s->pid == 0 && s->message != NULL && s->fds[0] >= 0 && s->fds[1] >= 0 && s->fds[2] >= 0) start(s);
+}
+
+static void reap(void) {
+  char drain[64];
+  while (read(signal_pipe[0], drain, sizeof drain) > 0) {
+  }
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    for (struct spawn *s = spawns; s != NULL; s = s->next) {
+      if (s->pid != pid) continue;
+      if (WIFSIGNALED(status)) report('X', s->id, -1, WTERMSIG(status));
+      else report('X', s->id, WEXITSTATUS(status), 0);
+      forget(s);
+      break;
+    }
+  }
+}
+
+/* Control messages, parsed from whatever the reads brought. */
+static unsigned char *in_buf;
+static size_t in_len, in_cap;
+
+static void handle_message(unsigned char *m, size_t len) {
+  if (len < 5 || m[0] != 'S') {
+    fprintf(stderr, "git-fcgi-spawnd: unknown control message\n");
+    exit(1);
+  }
+  struct spawn *s = find_or_add(get_u32(m + 1));
+  if (s->message != NULL || s->pid != 0) {
+    fprintf(stderr, "git-fcgi-spawnd: spawn id %u used twice\n", s->id);
+    exit(1);
+  }
+  s->message_len = len - 5;
+  s->message = malloc(s->message_len + 1);
+  if (s->message == NULL) die("malloc");
+  memcpy(s->message, m + 5, s->message_len);
+  s->message[s->message_len] = '\0';
+  maybe_start(s);
+}
+
+static void read_control(void) {
+  if (in_cap - in_len < 65536) {
+    in_cap = in_cap * 2 + 65536;
+    in_buf = realloc(in_buf, in_cap);
+    if (in_buf == NULL) die("realloc");
+  }
+  ssize_t n = read(control_fd, in_buf + in_len, in_cap - in_len);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (n <= 0) exit(0); /* the daemon closed the control connection: it is stopping */
+  in_len += (size_t)n;
+  size_t at = 0;
+  while (in_len - at >= 4) {
+    uint32_t len = get_u32(in_buf + at);
+    if (len > MAX_MESSAGE) {
+      fprintf(stderr, "git-fcgi-spawnd: control message of %u bytes\n", len);
+      exit(1);
+    }
+    if (in_len - at - 4 < len) break;
+    handle_message(in_buf + at + 4, len);
+    at += 4 + len;
+  }
+  memmove(in_buf, in_buf + at, in_len - at);
+  in_len -= at;
+}
+
+struct hello {
+  int fd;
+  unsigned char bytes[HELLO_LEN];
+  size_t have;
+};
+static struct hello hellos[MAX_PENDING_HELLO];
+static size_t hello_count;
+
+static void drop_hello(size_t i) {
+  hellos[i] = hellos[--hello_count];
+}
+
+static void read_hello(size_t i) {
+  struct hello *h = &hellos[i];
+  ssize_t n = read(h->fd, h->bytes + h->have, HELLO_LEN - h->have);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (n <= 0) {
+    close(h->fd);
+    drop_hello(i);
+    return;
+  }
+  h->have += (size_t)n;
+  if (h->have < HELLO_LEN) return;
+  int fd = h->fd;
+  uint32_t id = get_u32(h->bytes);
+  unsigned char role = h->bytes[4];
+  drop_hello(i);
+  /* Back to blocking: from here on the descriptor is the backend's (or the control's). */
+  (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  if (role == 'C' && control_fd < 0) {
+    control_fd = fd;
+    return;
+  }
+  struct spawn *s = role <= 2 ? find_or_add(id) : NULL;
+  if (s == NULL || s->pid != 0 || s->fds[role] >= 0) {
+    close(fd);
+    return;
+  }
+  s->fds[role] = fd;
+  maybe_start(s);
+}
+
+static void accept_one(int listen_fd) {
+  int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0) return;
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != daemon_pid ||
+      cred.uid != getuid() || hello_count == MAX_PENDING_HELLO) {
+    close(fd);
+    return;
+  }
+  hellos[hello_count].fd = fd;
+  hellos[hello_count].have = 0;
+  hello_count++;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: git-fcgi-spawnd SOCKET DAEMON_PID\n");
+    return 2;
+  }
+  daemon_pid = (pid_t)atoi(argv[2]);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl");
+  if (getppid() != daemon_pid) return 0; /* the daemon died before the prctl */
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+  if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0) die("pipe2");
+  sa.sa_handler = on_sigchld;
+  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  sigaction(SIGCHLD, &sa, NULL);
+
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  const char *name = argv[1];
+  size_t name_len = strlen(name);
+  if (name_len == 0 || name_len >= sizeof addr.sun_path) {
+    fprintf(stderr, "git-fcgi-spawnd: bad socket name\n");
+    return 2;
+  }
+  memcpy(addr.sun_path, name, name_len);
+  socklen_t addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + name_len + 1);
+  /* Node.js (libuv) connects to an abstract name as the whole zero-padded sun_path. */
+  if (name[0] == '@') {
+    addr.sun_path[0] = '\0';
+    addr_len = sizeof addr;
+  }
+  int listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (listen_fd < 0) die("socket");
+  if (bind(listen_fd, (struct sockaddr *)&addr, addr_len) < 0) die("bind");
+  if (listen(listen_fd, 1024) < 0) die("listen");
+  if (write(STDOUT_FILENO, "ready\n", 6) != 6) die("write");
+  /* 0-2 stay taken (stdout by /dev/null now), so no accepted descriptor lands on them. */
+  int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (null_fd < 0 || dup2(null_fd, STDOUT_FILENO) < 0) die("/dev/null");
+  close(null_fd);
+
+  struct pollfd fds[3 + MAX_PENDING_HELLO];
+  for (;;) {
+    nfds_t n = 0;
+    fds[n++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+    fds[n++] = (struct pollfd){.fd = signal_pipe[0], .events = POLLIN};
+    fds[n++] = (struct pollfd){.fd = control_fd, .events = POLLIN}; /* ignored while -1 */
+    for (size_t i = 0; i < hello_count; i++) fds[n++] = (struct pollfd){.fd = hellos[i].fd, .events = POLLIN};
+    if (poll(fds, n, -1) < 0) {
+      if (errno == EINTR) continue;
+      die("poll");
+    }
+    if (fds[1].revents) reap();
+    if (fds[2].revents) read_control();
+    /* Hellos from the back: drop_hello moves the last entry into the freed slot. */
+    for (size_t i = n - 3; i-- > 0;)
+      if (fds[3 + i].revents && i < hello_count && hellos[i].fd == fds[3 + i].fd) read_hello(i);
+    if (fds[0].revents) accept_one(listen_fd);
+  }
+}
