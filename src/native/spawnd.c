@@ -15,8 +15,9 @@
  *
  * Protocol. Each connection starts with a 5-byte hello: u32 id (little-endian), u8 role.
  *   role 'C': the control connection (id 0), one per helper, both ways:
- *     daemon -> helper: u32 length, then 'S' u32 id, NUL-terminated program, cwd, and env
- *                       entries ("NAME=value") up to the end of the message.
+ *     daemon -> helper: u32 length, then 'S' u32 id u16 argc, and NUL-terminated strings:
+ *                       program, cwd, argc arguments (after argv[0], which is the program),
+ *                       and environment entries ("NAME=value") up to the end of the message.
  *     helper -> daemon: 13 bytes: 'P' u32 id, i32 pid, i32 0        started
  *                                 'F' u32 id, i32 errno, i32 stage  not started (0 fork, 1 chdir, 2 exec)
  *                                 'X' u32 id, i32 code, i32 signal  exited (code -1 when signalled)
@@ -48,8 +49,9 @@
 struct spawn {
   uint32_t id;
   int fds[3];
-  char *message; /* payload after the 'S' and id; NULL until the message arrived */
+  char *message; /* the strings after 'S', id and argc; NULL until the message arrived */
   size_t message_len;
+  unsigned argc;
   pid_t pid; /* > 0 once running */
   struct spawn *next;
 };
@@ -134,7 +136,7 @@ static void forget(struct spawn *s) {
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child(struct spawn *s, char *program, char *cwd, char **envp, int err_fd) {
+static void child(struct spawn *s, char *cwd, char **argv, char **envp, int err_fd) {
   int32_t failure[2];
   sigset_t all;
   struct sigaction dfl;
@@ -160,8 +162,7 @@ static void child(struct spawn *s, char *program, char *cwd, char **envp, int er
     failure[1] = 1;
     goto fail;
   }
-  char *argv[] = {program, NULL};
-  execve(program, argv, envp);
+  execve(argv[0], argv, envp);
   failure[0] = errno;
   failure[1] = 2;
 fail:
@@ -170,42 +171,40 @@ fail:
 }
 
 static void start(struct spawn *s) {
-  /* message: program \0 cwd \0 (env \0)* */
+  /* message: program \0 cwd \0 (arg \0){argc} (env \0)* */
   char *end = s->message + s->message_len;
-  char *program = s->message;
-  char *cwd = memchr(program, '\0', (size_t)(end - program));
-  size_t count = 0;
-  if (cwd != NULL) {
-    cwd++;
-    char *p = memchr(cwd, '\0', (size_t)(end - cwd));
-    if (p == NULL) cwd = NULL;
-    else
-      for (p++; p < end; p++)
-        if (*p == '\0') count++;
-  }
-  if (cwd == NULL || end[-1] != '\0') {
+  size_t strings = 0;
+  for (char *p = s->message; p < end; p++)
+    if (*p == '\0') strings++;
+  if (s->message_len == 0 || end[-1] != '\0' || strings < 2 + (size_t)s->argc) {
     report('F', s->id, EINVAL, 0);
     forget(s);
     return;
   }
-  char **envp = calloc(count + 1, sizeof *envp);
-  if (envp == NULL) die("calloc");
-  char *p = memchr(cwd, '\0', (size_t)(end - cwd)) + 1;
-  for (size_t i = 0; i < count; i++) {
-    envp[i] = p;
-    p += strlen(p) + 1;
-  }
+  size_t envc = strings - 2 - s->argc;
+  char **argv = calloc(s->argc + 2, sizeof *argv);
+  char **envp = calloc(envc + 1, sizeof *envp);
+  if (argv == NULL || envp == NULL) die("calloc");
+  char *p = s->message;
+  argv[0] = p;
+  p += strlen(p) + 1;
+  char *cwd = p;
+  p += strlen(p) + 1;
+  for (size_t i = 1; i <= s->argc; i++, p += strlen(p) + 1) argv[i] = p;
+  for (size_t i = 0; i < envc; i++, p += strlen(p) + 1) envp[i] = p;
   int err_pipe[2];
   if (pipe2(err_pipe, O_CLOEXEC) < 0) {
     report('F', s->id, errno, 0);
+    free(argv);
     free(envp);
     forget(s);
     return;
   }
   pid_t pid = fork();
-  if (pid == 0) child(s, program, cwd, envp, err_pipe[1]);
+  if (pid == 0) child(s, cwd, argv, envp, err_pipe[1]);
   int fork_errno = errno;
   close(err_pipe[1]);
+  free(argv);
   free(envp);
   if (pid < 0) {
     close(err_pipe[0]);
@@ -258,7 +257,7 @@ static unsigned char *in_buf;
 static size_t in_len, in_cap;
 
 static void handle_message(unsigned char *m, size_t len) {
-  if (len < 5 || m[0] != 'S') {
+  if (len < 7 || m[0] != 'S') {
     fprintf(stderr, "git-fcgi-spawnd: unknown control message\n");
     exit(1);
   }
@@ -267,10 +266,11 @@ static void handle_message(unsigned char *m, size_t len) {
     fprintf(stderr, "git-fcgi-spawnd: spawn id %u used twice\n", s->id);
     exit(1);
   }
-  s->message_len = len - 5;
+  s->argc = (unsigned)m[5] | (unsigned)m[6] << 8;
+  s->message_len = len - 7;
   s->message = malloc(s->message_len + 1);
   if (s->message == NULL) die("malloc");
-  memcpy(s->message, m + 5, s->message_len);
+  memcpy(s->message, m + 7, s->message_len);
   s->message[s->message_len] = '\0';
   maybe_start(s);
 }

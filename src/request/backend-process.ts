@@ -19,20 +19,21 @@ export interface BackendProcess {
 }
 
 /**
- * Starts `program` (no arguments) with exactly `env`, in `cwd`, in a process group of its own
+ * Starts `program` with `args` and exactly `env`, in `cwd`, in a process group of its own
  * (setsid), so that git http-backend and everything it forks (upload-pack, pack-objects, hooks)
  * can be signalled together. Resolves once the program runs; rejects with ERR_BACKEND_SPAWN
  * when it cannot be started.
  */
-export type Spawner = (program: string, env: Record<string, string>, cwd: string) => Promise<BackendProcess>;
-
-/** The Spawner with Node's own child_process: forks the daemon (see spawn-helper.ts for the cost). */
-export function spawnBackend(
+export type Spawner = (
   program: string,
+  args: readonly string[],
   env: Record<string, string>,
   cwd: string,
-): Promise<BackendProcess> {
-  const child = spawn(program, [], { env, cwd, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+) => Promise<BackendProcess>;
+
+/** The Spawner with Node's own child_process: forks the daemon (see spawn-helper.ts for the cost). */
+export const spawnBackend: Spawner = (program, args, env, cwd) => {
+  const child = spawn(program, args, { env, cwd, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
   const exited = new Promise<BackendExit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
@@ -50,7 +51,7 @@ export function spawnBackend(
       resolve({ stdin, stdout, stderr, pid, exited, kill: groupKiller(pid) });
     });
   });
-}
+};
 
 export function groupKiller(pid: number): (graceMs: number) => void {
   let killed = false;

@@ -12,6 +12,12 @@ export interface RelayOptions {
   /** CONTENT_LENGTH when the front end gave one; the body must deliver exactly that much. */
   readonly contentLength: number | null;
   readonly log: Logger;
+  /**
+   * Output the backend does not write itself (a direct `git upload-pack`): this head, and these
+   * bytes before its first one. A backend that then exits non-zero before any output ends the
+   * relay with `retry` instead of an answer.
+   */
+  readonly prelude?: { readonly head: CgiHead; readonly body: Buffer };
 }
 
 export interface RelayResult {
@@ -21,6 +27,8 @@ export interface RelayResult {
   /** Exit code, or the signal name that ended the backend; null when none ran. */
   readonly exit: number | string | null;
   readonly error?: string;
+  /** The backend (with a prelude) failed before any output; nothing was sent: run another. */
+  readonly retry?: true;
 }
 
 /** Status logged for requests whose client went away (nginx's convention). */
@@ -35,7 +43,9 @@ const CLIENT_CLOSED = 499;
 export class BackendRelay {
   private readonly headerParser = new CgiHeaderParser();
   private readonly stderr: StderrLines;
-  private head: CgiHead | null = null;
+  private head: CgiHead | null;
+  /** The prelude's body while it is still to be sent. */
+  private preludeBody: Buffer | null;
   private bytesIn = 0;
   private bytesOut = 0;
   private stdinOpen = true;
@@ -52,6 +62,8 @@ export class BackendRelay {
     private readonly options: RelayOptions,
   ) {
     this.stderr = new StderrLines((line) => options.log.warn(`backend: ${line}`));
+    this.head = options.prelude?.head ?? null;
+    this.preludeBody = options.prelude?.body ?? null;
   }
 
   run(): Promise<RelayResult> {
@@ -67,6 +79,8 @@ export class BackendRelay {
     body.on('data', this.onBodyData);
     body.once('end', this.onBodyEnd);
     body.once('error', this.onAbort);
+    // A backend run after another (a retry) gets a body that has already ended.
+    if (body.readableEnded) queueMicrotask(this.onBodyEnd);
     backend.stdin.on('error', this.onStdinError);
     backend.stdout.on('data', this.onStdout);
     backend.stdout.once('end', this.onStdoutEnd);
@@ -138,6 +152,10 @@ export class BackendRelay {
       if (chunk.length === 0) return;
     }
     this.sendHead();
+    if (this.preludeBody !== null) {
+      chunk = Buffer.concat([this.preludeBody, chunk]);
+      this.preludeBody = null;
+    }
     this.bytesOut += chunk.length;
     const { response } = this.exchange;
     if (!response.write(chunk)) {
@@ -173,7 +191,9 @@ export class BackendRelay {
     if (this.done || !this.stdoutEnded || exit === null) return;
     this.stderr.flush();
     const how = exit.signal ?? `exit ${exit.code}`;
-    if (head === null) {
+    if (this.preludeBody !== null && exit.code !== 0) {
+      this.retry(exit);
+    } else if (head === null) {
       this.fail(
         new GitFcgiError('ERR_CGI_HEADER', `backend ended (${how}) before its headers`, { status: 502 }),
       );
@@ -181,6 +201,11 @@ export class BackendRelay {
       this.fail(new GitFcgiError('ERR_BACKEND_EXIT', `backend failed (${how})`, { status: 502 }));
     } else {
       this.sendHead();
+      if (this.preludeBody !== null && this.preludeBody.length > 0) {
+        this.bytesOut += this.preludeBody.length;
+        this.exchange.response.write(this.preludeBody);
+      }
+      this.preludeBody = null;
       this.finish(head.status);
     }
   }
@@ -225,6 +250,20 @@ export class BackendRelay {
     else response.abort(error);
     if (!clientGone) this.options.log.warn('request failed', { reason: describeError(error) });
     this.finish(clientGone ? CLIENT_CLOSED : error.status, error);
+  }
+
+  /** Nothing was sent and the request body is left unread, for the backend that runs next. */
+  private retry(exit: BackendExit): void {
+    this.done = true;
+    clearTimeout(this.idleTimer);
+    this.exchange.signal.removeEventListener('abort', this.onAbort);
+    const { body } = this.exchange;
+    body.removeListener('data', this.onBodyData);
+    body.removeListener('end', this.onBodyEnd);
+    body.removeListener('error', this.onAbort);
+    body.pause();
+    this.backend.stdout.removeListener('data', this.onStdout);
+    this.resolve({ status: 0, bytesIn: 0, bytesOut: 0, exit: exit.signal ?? exit.code, retry: true });
   }
 
   private finish(status: number, error?: GitFcgiError): void {

@@ -9,7 +9,8 @@ import { checkRpcContentType } from './content-type.js';
 import { derivePathInfo, parseGitTarget, resolveRepository, type GitTarget } from './repo-path.js';
 import type { Spawner } from './backend-process.js';
 import { sendError } from './error-response.js';
-import { BackendRelay, type RelayResult } from './backend-relay.js';
+import { BackendRelay, type RelayOptions, type RelayResult } from './backend-relay.js';
+import { directAdvertisement } from './advertise-refs.js';
 
 /** What the request handler needs from the configuration (read per request, so reloads apply). */
 export interface HandlerSettings extends AccessSettings {
@@ -108,19 +109,43 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
       extraEnv: grant.env,
       ...(grant.remoteUser === undefined ? {} : { remoteUser: grant.remoteUser }),
     });
+    const direct =
+      target.kind === 'smart-refs'
+        ? await directAdvertisement(settings.backend, target.service, repoDir, env)
+        : null;
     // Only the backend counts against max_children: refusals above cost nothing to wait for.
     const release = await deps.acquireSlot(exchange.signal);
     try {
       if (exchange.signal.aborted) throw exchange.signal.reason;
-      const backend = await deps.spawn(settings.backend, env, repoDir);
-      deps.events.spawned();
-      log.debug('backend started', { pid: backend.pid, backend: settings.backend });
-      result = await new BackendRelay(exchange, backend, {
+      const relayOptions: RelayOptions = {
         idleTimeoutMs: settings.idleTimeoutMs,
         killGraceMs: settings.killGraceMs,
         contentLength: contentLengthOf(params),
         log,
-      }).run();
+      };
+      const run = async (
+        program: string,
+        args: readonly string[],
+        runEnv: Record<string, string>,
+        options: RelayOptions,
+      ): Promise<RelayResult> => {
+        const backend = await deps.spawn(program, args, runEnv, repoDir);
+        deps.events.spawned();
+        log.debug('backend started', { pid: backend.pid, backend: program });
+        return new BackendRelay(exchange, backend, options).run();
+      };
+      // A direct run that cannot start, or fails before any output, leaves the answer to git http-backend.
+      const first =
+        direct === null
+          ? null
+          : await run(direct.program, direct.args, direct.env, {
+              ...relayOptions,
+              prelude: { head: direct.head, body: direct.preamble },
+            }).catch((err: unknown) => {
+              log.debug('direct ref advertisement failed', { reason: describeError(err) });
+              return null;
+            });
+      result = first === null || first.retry ? await run(settings.backend, [], env, relayOptions) : first;
     } finally {
       release();
     }

@@ -91,19 +91,20 @@ export class SpawnHelper {
     }
   }
 
-  readonly spawn: Spawner = (program, env, cwd) => {
+  readonly spawn: Spawner = (program, args, env, cwd) => {
     if (this.closed) return Promise.reject(spawnError(program, 'the spawn helper is gone'));
-    const strings = [program, cwd, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
-    if (strings.some((s) => s.includes('\0'))) {
-      return Promise.reject(spawnError(program, 'a NUL byte in its environment'));
+    const strings = [program, cwd, ...args, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
+    if (strings.some((s) => s.includes('\0')) || args.length > 0xffff) {
+      return Promise.reject(spawnError(program, 'a NUL byte in its arguments or environment'));
     }
     const id = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     const body = Buffer.from(`${strings.join('\0')}\0`);
-    const head = Buffer.allocUnsafe(9);
-    head.writeUInt32LE(body.length + 5, 0);
+    const head = Buffer.allocUnsafe(11);
+    head.writeUInt32LE(body.length + 7, 0);
     head.write('S', 4, 'latin1');
     head.writeUInt32LE(id, 5);
+    head.writeUInt16LE(args.length, 9);
     this.control.write(Buffer.concat([head, body]));
     const streams = [0, 1, 2].map((role) => streamTo(this.address, id, role)) as Pending['streams'];
     let exit: (exit: BackendExit) => void = () => {};

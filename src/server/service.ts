@@ -93,10 +93,8 @@ export class Service {
         settings: () => this.handlerSettings,
         log,
         acquireSlot: (signal) => this.limiter.acquire(signal),
-        spawn: (program, env, cwd) =>
-          this.helper?.available === true
-            ? this.helper.spawn(program, env, cwd)
-            : spawnBackend(program, env, cwd),
+        spawn: (...how) =>
+          this.helper?.available === true ? this.helper.spawn(...how) : spawnBackend(...how),
         events: this.stats,
       }),
     });

@@ -128,8 +128,8 @@ test('the helper serves the daemon only: another process connecting is turned aw
   // program that would print its environment, and its three streams.
   const hello = (id: number, role: number): Buffer => Buffer.from([id, 0, 0, 0, role]);
   const body = Buffer.from(`${PRINT_ENV}\0/\0PATH=/usr/bin:/bin\0`);
-  const head = Buffer.alloc(9);
-  head.writeUInt32LE(body.length + 5, 0);
+  const head = Buffer.alloc(11); // length, 'S', id 7, no arguments
+  head.writeUInt32LE(body.length + 7, 0);
   head.write('S', 4, 'latin1');
   head.writeUInt32LE(7, 5);
   const sent = [
