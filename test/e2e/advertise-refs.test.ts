@@ -55,7 +55,7 @@ describe('ref advertisement: direct run vs git http-backend', () => {
   let fast: GitFcgi;
   let nginx: Nginx;
 
-  const repos: Record<string, readonly string[] | 'hidden' | 'include' | 'empty'> = {
+  const repos: Record<string, readonly string[] | 'hidden' | 'include' | 'empty' | 'broken'> = {
     'plain.git': [],
     'hidden.git': 'hidden',
     'empty.git': 'empty',
@@ -64,6 +64,8 @@ describe('ref advertisement: direct run vs git http-backend', () => {
     'receive-off.git': ['http.receivepack', 'false'],
     'filter.git': ['uploadpack.allowFilter', 'true'],
     'include.git': 'include',
+    // Passes git-fcgi's checks but not git's: the direct run fails and git http-backend answers.
+    'broken.git': 'broken',
   };
 
   before(async () => {
@@ -74,7 +76,9 @@ describe('ref advertisement: direct run vs git http-backend', () => {
       if (setup === 'empty') await git(suite, ['init', '-q', '--bare', path]);
       else await createBareRepo(suite, root, name, { commits: 2 });
       if (setup !== 'hidden') await writeFile(join(path, 'git-daemon-export-ok'), '');
-      if (setup === 'include') {
+      if (setup === 'broken') {
+        await writeFile(join(path, 'HEAD'), 'not a ref\n');
+      } else if (setup === 'include') {
         await writeFile(join(work, 'extra.config'), '[http]\n\tuploadpack = false\n');
         await git(suite, ['config', 'include.path', join(work, 'extra.config')], { cwd: path });
       } else if (Array.isArray(setup) && setup.length === 2) {
