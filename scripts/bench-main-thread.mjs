@@ -3,6 +3,7 @@
 // daemon (no nginx), its main thread's CPU time from /proc before and after, and its memory.
 // Usage: npm run build && npm run build:test && node scripts/bench-main-thread.mjs
 //        [--git-fcgi dist/cli.js] [--repo DIR.git] [--requests 2000] [--concurrency 16]
+//        [--ini 'access_log = false' ...] (lines for [log]) [--node-args '--cpu-prof ...']
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +24,9 @@ const { values: opt } = parseArgs({
     requests: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '16' },
     service: { type: 'string', default: 'git-upload-pack' },
+    /** More ini lines, e.g. --ini 'access_log = false' (added to [log]) to see what a setting costs. */
+    ini: { type: 'string', multiple: true, default: [] },
+    'node-args': { type: 'string', default: '' },
   },
 });
 const work = mkdtempSync(join(tmpdir(), 'bench-main-'));
@@ -46,9 +50,12 @@ const conf = join(work, 'g.ini');
 writeFileSync(
   conf,
   `[server]\nlisten = unix:${sock}\nallow_root = true\n[git]\nproject_root = ${dirname(resolve(repo))}\nexport_all = true\n` +
-    `[log]\nlevel = info\nfile = ${join(work, 'g.log')}\n`,
+    `[log]\nlevel = info\nfile = ${join(work, 'g.log')}\n${opt.ini.join('\n')}\n`,
 );
-const daemon = spawn(process.execPath, [resolve(opt['git-fcgi']), '-c', conf], { stdio: 'ignore' });
+const nodeArgs = opt['node-args'].split(' ').filter(Boolean);
+const daemon = spawn(process.execPath, [...nodeArgs, resolve(opt['git-fcgi']), '-c', conf], {
+  stdio: 'ignore',
+});
 const cleanup = () => {
   daemon.kill();
   rmSync(work, { recursive: true, force: true });

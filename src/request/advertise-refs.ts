@@ -1,4 +1,4 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFileSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { CgiHeaderParser, type CgiHead } from './cgi-headers.js';
 import type { GitService } from './repo-path.js';
@@ -37,12 +37,12 @@ const CONFIG_ENV =
 /** Entries of the repository directory that would move its configuration or its git dir. */
 const MOVED_GIT_DIR = new Set(['.git', 'commondir', 'config.worktree']);
 
-export async function directAdvertisement(
+export function directAdvertisement(
   backend: string,
   service: GitService | null,
   repoDir: string,
   env: Readonly<Record<string, string>>,
-): Promise<DirectAdvertisement | null> {
+): DirectAdvertisement | null {
   if (service !== 'git-upload-pack' && service !== 'git-receive-pack') return null;
   if (path.basename(backend) !== 'git-http-backend') return null;
   // With a body (or HEAD) git http-backend does more than advertise: leave those to it.
@@ -52,12 +52,16 @@ export async function directAdvertisement(
   const systemConfig = SYSTEM_CONFIG_BY_EXEC_DIR.get(execDir);
   if (systemConfig === undefined || Object.keys(env).some((name) => CONFIG_ENV.test(name))) return null;
   if (!serviceCertainlyEnabled(service, env)) return null;
-  const [entries, repoConfigClean, systemConfigClean] = await Promise.all([
-    readdir(repoDir, { withFileTypes: true }).catch(() => null),
-    configIsClean(path.join(repoDir, 'config'), service),
-    configIsClean(systemConfig, service),
-  ]);
-  if (entries === null || !repoConfigClean || !systemConfigClean) return null;
+  // Synchronous, like the repository look-up: metadata from the dentry cache, and files read
+  // only when they changed.
+  if (!configIsClean(path.join(repoDir, 'config'), service) || !configIsClean(systemConfig, service))
+    return null;
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(repoDir, { withFileTypes: true });
+  } catch {
+    return null;
+  }
   if (entries.some((entry) => MOVED_GIT_DIR.has(entry.name))) return null;
   // git checks the mark with access(), which follows a symlink: only a plain entry is certain.
   const exportOk = entries.find((entry) => entry.name === 'git-daemon-export-ok');
@@ -135,10 +139,10 @@ const verdicts = new Map<string, CachedVerdict>();
 const MAX_CACHED = 1024;
 
 /** The file certainly leaves the service's http.* switch alone. Missing: clean; unreadable: not. */
-async function configIsClean(file: string, service: AdvertisedService): Promise<boolean> {
+function configIsClean(file: string, service: AdvertisedService): boolean {
   let version: string;
   try {
-    const s = await stat(file, { bigint: true });
+    const s = statSync(file, { bigint: true });
     version = `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
   } catch (err) {
     return err instanceof Error && 'code' in err && err.code === 'ENOENT';
@@ -146,7 +150,7 @@ async function configIsClean(file: string, service: AdvertisedService): Promise<
   let mentions = verdicts.get(file)?.version === version ? verdicts.get(file)?.mentions : undefined;
   if (mentions === undefined) {
     try {
-      mentions = configMentions(await readFile(file, 'latin1'));
+      mentions = configMentions(readFileSync(file, 'latin1'));
     } catch {
       return false;
     }

@@ -83,7 +83,10 @@ export class BackendRelay {
     if (body.readableEnded) queueMicrotask(this.onBodyEnd);
     backend.stdin.on('error', this.onStdinError);
     backend.stdout.on('data', this.onStdout);
-    backend.stdout.once('end', this.onStdoutEnd);
+    // A stream that ended empty before anyone listened (a backend that failed at once) has
+    // already emitted 'end': Node ends an empty readable without waiting for a reader.
+    if (backend.stdout.readableEnded) queueMicrotask(this.onStdoutEnd);
+    else backend.stdout.once('end', this.onStdoutEnd);
     backend.stdout.once('error', (err) => this.fail(err));
     backend.stderr.on('data', (chunk: Buffer) => this.stderr.push(chunk));
     backend.stderr.on('error', () => {}); // lost diagnostics are no reason to fail the request

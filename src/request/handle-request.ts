@@ -111,7 +111,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     });
     const direct =
       target.kind === 'smart-refs'
-        ? await directAdvertisement(settings.backend, target.service, repoDir, env)
+        ? directAdvertisement(settings.backend, target.service, repoDir, env)
         : null;
     // Only the backend counts against max_children: refusals above cost nothing to wait for.
     const release = await deps.acquireSlot(exchange.signal);

@@ -116,7 +116,7 @@ describe('socket, privileges and pid file', () => {
 describe('signals', () => {
   test('SIGTERM during a clone: the socket goes at once, the clone completes, then git-fcgi exits 0', async (t) => {
     const root = await tmpDir(t, 'term-');
-    const repo = await randomBlobRepo(t, root, 'big.git', { bytes: 8 * 1024 * 1024 });
+    const repo = await randomBlobRepo(t, root, 'big.git', { bytes: 12 * 1024 * 1024 });
     const { sock, daemon, nginx } = await startGitStack(t, root, { args: ['--export-all'] });
     // The client reads at 3 MB/s, so the clone takes a few seconds and is mid-pack at SIGTERM.
     const nginxPort = nginx.ports[0] ?? assert.fail('no nginx port');

@@ -5,6 +5,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { repoRoot } from '../helpers/daemon.js';
 import { waitFor, withDeadline } from '../helpers/deadline.js';
+import {
+  beginRequest,
+  fcgiExchange,
+  gitParams,
+  paramsRecords,
+  stdinRecords,
+} from '../helpers/fcgi-client.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { listProcesses, readEnviron, readStat, type ProcStat } from '../helpers/procfs.js';
 import { createBareRepo, git, gitEnv } from '../helpers/repos.js';
@@ -159,4 +166,20 @@ test('the helper serves the daemon only: another process connecting is turned aw
   const helperNow = await withDeadline(readStat(helper.pid), 1000, 'the helper');
   assert.equal(helperNow?.state === 'Z' ? 'zombie' : 'alive', 'alive', 'the helper is still serving');
   assert.deepEqual(await backendsOf(root), []);
+});
+
+test('backends that fail at once, 64 at a time: every request is answered (no missed end of output)', async (t) => {
+  const root = await tmpDir(t, 'spawnd-fast-fail-');
+  await createBareRepo(t, root, 'r.git');
+  const failing = join(repoRoot, 'test', 'fixtures', 'backends', 'fail-before-headers.sh');
+  const { sock } = await startGitStack(t, root, {
+    args: ['--export-all', '--backend', failing, '--max-children', '16'],
+  });
+  const request = Buffer.concat([
+    beginRequest(1),
+    paramsRecords(gitParams('/r.git/info/refs')),
+    stdinRecords(Buffer.alloc(0)),
+  ]);
+  const replies = await Promise.all(Array.from({ length: 64 }, () => fcgiExchange(sock, request, 10_000)));
+  assert.deepEqual(new Set(replies.map((r) => r.status)), new Set([502]));
 });

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
-import { getHeapSpaceStatistics } from 'node:v8';
+import { execFile } from 'node:child_process';
 import { it } from 'node:test';
+import { promisify } from 'node:util';
+import { getHeapSpaceStatistics } from 'node:v8';
 import '../../src/heap-limits.js';
+
+const execFileAsync = promisify(execFile);
+const heapLimitsUrl = new URL('../../src/heap-limits.js', import.meta.url).href;
 
 it('the young generation does not grow under allocation churn', () => {
   const before = newSpaceBytes();
@@ -18,3 +23,29 @@ it('the young generation does not grow under allocation churn', () => {
 function newSpaceBytes(): number {
   return getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
 }
+
+it('the old generation grows by little beyond what is live (compared with V8 left alone)', async () => {
+  const peakOldSpaceMb = async (withLimits: boolean): Promise<number> => {
+    const script = `
+      import { getHeapSpaceStatistics } from 'node:v8';
+      if (${String(withLimits)}) await import(${JSON.stringify(heapLimitsUrl)});
+      // A live set that turns over: objects live long enough to be promoted, then die.
+      const ring = new Array(50_000);
+      let peak = 0;
+      for (let i = 0; i < 2_000_000; i++) {
+        ring[i % ring.length] = { i, s: 'request-' + i, a: [i, i + 1, i + 2] };
+        if (i % 10000 === 0)
+          peak = Math.max(peak, getHeapSpaceStatistics().find((s) => s.space_name === 'old_space').space_size);
+      }
+      process.stdout.write(String(peak / 1048576));`;
+    const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], {
+      timeout: 30_000,
+    });
+    return Number(stdout);
+  };
+  // One after the other: V8 sizes its heap by how fast it collects, which contention changes.
+  const left = await peakOldSpaceMb(false);
+  const limited = await peakOldSpaceMb(true);
+  assert.ok(limited > 0 && left > 0);
+  assert.ok(limited < 0.75 * left, `old space peaked at ${limited} MB with the limits, ${left} MB without`);
+});
