@@ -10,8 +10,15 @@ export type HeaderList = ReadonlyArray<readonly [name: string, value: string]>;
 export interface ResponseSink {
   /** Status and headers; called at most once, before any write(). */
   writeHead(status: number, headers: HeaderList): void;
-  /** Body bytes. Returns false when the transport is full: wait for onceDrain before writing more. */
-  write(chunk: Buffer): boolean;
+  /**
+   * Body bytes. Returns false when the transport is full: wait for onceDrain before writing more.
+   * The transport keeps a reference to `chunk` until it has handed it to the kernel: `flushed`
+   * is then called (also if the transport failed). A caller that reuses the chunk's memory must
+   * wait for that unless `pending` is 0 right after the write.
+   */
+  write(chunk: Buffer, flushed?: () => void): boolean;
+  /** Bytes accepted by write() and not yet handed to the kernel. */
+  readonly pending: number;
   /** Calls `cb` once, when write() may be called again (immediately if it may already). */
   onceDrain(cb: () => void): void;
   /** Finishes the response normally (FastCGI: empty STDOUT + END_REQUEST). Idempotent. */

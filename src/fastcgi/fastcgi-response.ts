@@ -63,10 +63,17 @@ export class FastCgiResponse implements ResponseSink {
       );
   }
 
-  write(chunk: Buffer): boolean {
-    if (this.done || !this.writable()) return true;
+  write(chunk: Buffer, flushed?: () => void): boolean {
+    if (this.done || !this.writable()) {
+      if (flushed !== undefined) process.nextTick(flushed);
+      return true;
+    }
     if (!this.sentHeaders) throw new Error('write() before writeHead()');
-    return writeStreamRecords(this.socket, RecordType.STDOUT, this.requestId, chunk);
+    return writeStreamRecords(this.socket, RecordType.STDOUT, this.requestId, chunk, flushed);
+  }
+
+  get pending(): number {
+    return this.socket.writableLength;
   }
 
   onceDrain(cb: () => void): void {

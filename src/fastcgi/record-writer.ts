@@ -54,22 +54,29 @@ export function getValuesResult(values: Iterable<readonly [string, string]>): Bu
  * Writes `payload` as STDOUT/STDERR records of at most 65535 bytes without copying it: each
  * header and a view of the payload are written separately, corked so they leave in one writev.
  * An empty payload writes nothing (an empty record would end the stream). Returns the last
- * `write()` result, i.e. false when the caller should wait for 'drain'.
+ * `write()` result, i.e. false when the caller should wait for 'drain'. `flushed` is called
+ * once the last record has been handed to the kernel (or the write failed).
  */
 export function writeStreamRecords(
   stream: Writable,
   type: typeof RecordType.STDOUT | typeof RecordType.STDERR,
   requestId: number,
   payload: Buffer,
+  flushed?: () => void,
 ): boolean {
-  if (payload.length === 0) return !stream.writableNeedDrain;
+  if (payload.length === 0) {
+    if (flushed !== undefined) process.nextTick(flushed);
+    return !stream.writableNeedDrain;
+  }
   let ok = true;
   stream.cork();
   try {
     for (let at = 0; at < payload.length; at += FCGI_MAX_CONTENT_LEN) {
       const slice = payload.subarray(at, at + FCGI_MAX_CONTENT_LEN);
+      const last = at + FCGI_MAX_CONTENT_LEN >= payload.length;
       stream.write(recordHeader(type, requestId, slice.length));
-      ok = stream.write(slice);
+      // Writes complete in order: the last one's callback means the whole payload is out.
+      ok = last && flushed !== undefined ? stream.write(slice, () => flushed()) : stream.write(slice);
     }
   } finally {
     stream.uncork();

@@ -9,8 +9,17 @@ export interface BackendExit {
 
 export interface BackendProcess {
   readonly stdin: Writable;
+  /** Ends, errors, pauses and resumes as usual; its data comes as 'data' events unless `readStdout` is used. */
   readonly stdout: Readable;
   readonly stderr: Readable;
+  /**
+   * When present, stdout's data instead comes as views of one buffer that is read into again
+   * and again: no allocation per chunk (a clone is thousands of 64 KiB reads, and every
+   * allocated chunk waits for a garbage collection to be freed). A view is valid until
+   * `onView` returns, or, when it returns false, until `stdout.resume()`, which the caller
+   * must call once it no longer needs the view. Call at most once; reading starts then.
+   */
+  readonly readStdout?: (onView: (view: Buffer) => boolean) => void;
   readonly pid: number;
   /** Resolves once the process has exited and been reaped. */
   readonly exited: Promise<BackendExit>;

@@ -1,5 +1,6 @@
 import type { Exchange } from '../exchange.js';
 import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
+import { chunksDone } from '../heap-limits.js';
 import type { Logger } from '../log.js';
 import type { BackendExit, BackendProcess } from './backend-process.js';
 import { CgiHeaderParser, type CgiHead } from './cgi-headers.js';
@@ -82,7 +83,8 @@ export class BackendRelay {
     // A backend run after another (a retry) gets a body that has already ended.
     if (body.readableEnded) queueMicrotask(this.onBodyEnd);
     backend.stdin.on('error', this.onStdinError);
-    backend.stdout.on('data', this.onStdout);
+    if (backend.readStdout !== undefined) backend.readStdout(this.onStdoutView);
+    else backend.stdout.on('data', this.onStdout);
     // A stream that ended empty before anyone listened (a backend that failed at once) has
     // already emitted 'end': Node ends an empty readable without waiting for a reader.
     if (backend.stdout.readableEnded) queueMicrotask(this.onStdoutEnd);
@@ -104,6 +106,7 @@ export class BackendRelay {
       chunk = chunk.subarray(0, contentLength - this.bytesIn);
     }
     this.bytesIn += chunk.length;
+    chunksDone(chunk.length);
     if (chunk.length > 0 && !this.backend.stdin.write(chunk)) {
       this.exchange.body.pause();
       this.backend.stdin.once('drain', this.resumeBody);
@@ -139,20 +142,63 @@ export class BackendRelay {
     this.resumeBody();
   };
 
+  /** stdout as 'data' events: each chunk is the relay's to keep. */
   private readonly onStdout = (chunk: Buffer): void => {
+    chunksDone(chunk.length);
+    const body = this.bodyOf(chunk, false);
+    if (body === null) return;
+    const { response } = this.exchange;
+    if (!response.write(body)) {
+      this.backend.stdout.pause();
+      response.onceDrain(this.resumeStdout);
+    }
+  };
+
+  /**
+   * stdout as views of the backend's read buffer (readStdout): the buffer is read into again
+   * once this returns true, so true only when the response has handed every byte to the kernel;
+   * otherwise reading stays paused until it has, and until the response may take more.
+   */
+  private readonly onStdoutView = (view: Buffer): boolean => {
+    const body = this.bodyOf(view, true);
+    if (body === null) return !this.done;
+    const { response } = this.exchange;
+    let flushed = false;
+    let full = false;
+    const ok = response.write(body, () => {
+      flushed = true;
+      if (full) response.onceDrain(this.resumeStdout);
+    });
+    if (ok && response.pending === 0) return true;
+    full = !flushed;
+    if (flushed) response.onceDrain(this.resumeStdout);
+    return false;
+  };
+
+  private readonly resumeStdout = (): void => {
+    if (!this.done) this.backend.stdout.resume();
+  };
+
+  /**
+   * What of a stdout chunk goes to the client: the CGI head is taken off first (and the
+   * prelude put in front); null when nothing is to be sent. A view is copied while the head is
+   * parsed, as the parser keeps partial lines.
+   */
+  private bodyOf(chunk: Buffer, isView: boolean): Buffer | null {
     this.lastActivity = Date.now();
+    if (this.done) return null;
     if (this.head === null) {
       let parsed: CgiHead | null;
       try {
-        parsed = this.headerParser.push(chunk);
+        parsed = this.headerParser.push(isView ? Buffer.from(chunk) : chunk);
       } catch (err) {
         this.fail(err);
-        return;
+        return null;
       }
-      if (parsed === null) return;
+      if (parsed === null) return null;
       this.head = parsed;
       chunk = parsed.rest;
-      if (chunk.length === 0) return;
+      if (chunk.length === 0) return null;
     }
     this.sendHead();
     if (this.preludeBody !== null) {
@@ -160,14 +206,8 @@ export class BackendRelay {
       this.preludeBody = null;
     }
     this.bytesOut += chunk.length;
-    const { response } = this.exchange;
-    if (!response.write(chunk)) {
-      this.backend.stdout.pause();
-      response.onceDrain(() => {
-        if (!this.done) this.backend.stdout.resume();
-      });
-    }
-  };
+    return chunk;
+  }
 
   /**
    * Headers go out with the first body byte (or at the end), not before: a backend that fails

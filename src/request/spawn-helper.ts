@@ -139,7 +139,11 @@ export class SpawnHelper {
     if (kind === 'P') {
       p.pid = a;
       const [stdin, stdout, stderr] = p.streams;
-      p.started({ stdin, stdout, stderr, pid: a, exited: p.exited, kill: groupKiller(a) });
+      const readStdout = (onView: (view: Buffer) => boolean): void => {
+        viewSinks.set(stdout, onView);
+        stdout.resume();
+      };
+      p.started({ stdin, stdout, stderr, readStdout, pid: a, exited: p.exited, kill: groupKiller(a) });
     } else if (kind === 'F') {
       this.pending.delete(id);
       for (const s of p.streams) s.destroy();
@@ -201,10 +205,33 @@ function hello(id: number, role: number): Buffer {
  * backend's exit ends each socket's reading side.
  */
 function streamTo(address: string, id: number, role: number): net.Socket {
-  const socket = net.connect({ path: address });
+  const socket = role === 1 ? viewReadingSocket(address) : net.connect({ path: address });
   socket.write(hello(id, role));
   // Nothing comes back on stdin but its end, which must be read for the socket to close.
   if (role === 0) socket.on('data', () => {});
+  return socket;
+}
+
+/** Where each stdout socket's reads go once the relay has asked for them (readStdout). */
+const viewSinks = new WeakMap<net.Socket, (view: Buffer) => boolean>();
+const READ_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * A socket that reads into one buffer of its own (net's `onread`): nothing is allocated per
+ * read. Paused until readStdout() gives it a sink.
+ */
+function viewReadingSocket(address: string): net.Socket {
+  const socket: net.Socket = net.connect({
+    path: address,
+    onread: {
+      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      callback: (bytes: number, buffer: Uint8Array): boolean => {
+        const sink = viewSinks.get(socket);
+        return sink !== undefined && sink(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
+      },
+    },
+  });
+  socket.pause();
   return socket;
 }
 

@@ -116,7 +116,10 @@ export class Daemon {
             return response.headersSent;
           },
           writeHead: (status, headers) => response.writeHead(status, headers),
-          write: (chunk) => response.write(chunk),
+          write: (chunk, flushed) => response.write(chunk, flushed),
+          get pending() {
+            return response.pending;
+          },
           onceDrain: (cb) => response.onceDrain(cb),
           end: () => {
             response.end();

@@ -54,8 +54,12 @@ class HttpSink implements ResponseSink {
     this.res.writeHead(status, flat);
   }
 
-  write(chunk: Buffer): boolean {
-    return this.res.write(chunk);
+  write(chunk: Buffer, flushed?: () => void): boolean {
+    return flushed === undefined ? this.res.write(chunk) : this.res.write(chunk, () => flushed());
+  }
+
+  get pending(): number {
+    return this.res.writableLength;
   }
 
   onceDrain(cb: () => void): void {

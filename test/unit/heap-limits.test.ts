@@ -49,3 +49,26 @@ it('the old generation grows by little beyond what is live (compared with V8 lef
   assert.ok(limited > 0 && left > 0);
   assert.ok(limited < 0.75 * left, `old space peaked at ${limited} MB with the limits, ${left} MB without`);
 });
+
+it('chunksDone: after CHUNK_GC_BYTES of streamed chunks, dead chunks are freed at once', async () => {
+  // In a process of its own: what the test runner holds on to must not blur the figure.
+  const script = `
+    const { CHUNK_GC_BYTES, chunksDone } = await import(${JSON.stringify(heapLimitsUrl)});
+    let chunks = [];
+    for (let i = 0; i < 256; i++) chunks.push(Buffer.allocUnsafe(64 * 1024)); // 16 MiB off the heap
+    const held = process.memoryUsage().arrayBuffers;
+    chunks = [];
+    chunksDone(CHUNK_GC_BYTES - 1);
+    const early = process.memoryUsage().arrayBuffers;
+    chunksDone(1);
+    process.stdout.write(JSON.stringify([held, early, process.memoryUsage().arrayBuffers]));`;
+  const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], {
+    timeout: 30_000,
+  });
+  const [held, early, after] = JSON.parse(stdout) as [number, number, number];
+  assert.ok(
+    early >= held - (1 << 20),
+    `nothing collected before the budget was used up (${held} -> ${early})`,
+  );
+  assert.ok(held - after >= 15 * 1024 * 1024, `external memory went from ${held} to ${after} bytes`);
+});
