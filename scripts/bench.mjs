@@ -4,6 +4,8 @@
 //        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct] [--quick] [--out FILE] [--markdown FILE]
 //        [--refs-seconds S] [--max-minutes M] [--cache DIR] [--git-fcgi dist/cli.js] [--git-fcgi-node-args=ARGS] [--keep]
 //        [--baseline OTHER/dist/cli.js --baseline-label TEXT]   (another git-fcgi build, benched alongside)
+//        [--baseline-server 'spawn_helper = off']   (ini lines for the baseline's [server]: the same
+//        build with another setting, e.g. --baseline dist/cli.js --baseline-server 'spawn_helper = off')
 import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
@@ -59,6 +61,7 @@ const { values: opt } = parseArgs({
     'git-fcgi-node-args': { type: 'string', default: '' },
     baseline: { type: 'string' },
     'baseline-label': { type: 'string' },
+    'baseline-server': { type: 'string', multiple: true, default: [] },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -215,14 +218,15 @@ async function setup(manifest) {
   const wanted = new Set(SYSTEMS.filter((s) => s !== 'direct'));
   if (CASES.some((c) => c.startsWith('slow'))) for (const s of SLOW_SYSTEMS) wanted.add(s);
 
-  const gitFcgi = (name, cli, backend) => {
+  const gitFcgi = (name, cli, backend, serverLines = []) => {
     const conf = join(work, `${name}.ini`);
     // The benchmark runs as root; builds that know the root rule need to be told it is meant.
     const help = execFileSync(process.execPath, [resolve(cli), '--help'], { encoding: 'utf8' });
     const allowRoot = help.includes('--allow-root') ? 'allow_root = true\n' : '';
+    const more = serverLines.map((line) => `${line}\n`).join('');
     writeFileSync(
       conf,
-      `[server]\nlisten = unix:${sock(name)}\nsocket_mode = 0666\n${allowRoot}[git]\nproject_root = ${repos}\nexport_all = true\n` +
+      `[server]\nlisten = unix:${sock(name)}\nsocket_mode = 0666\n${allowRoot}${more}[git]\nproject_root = ${repos}\nexport_all = true\n` +
         `${backend ? `backend = ${backend}\n` : ''}[log]\nlevel = info\nfile = ${join(work, `${name}.log`)}\n`,
     );
     const nodeArgs = opt['git-fcgi-node-args'].split(' ').filter(Boolean);
@@ -235,8 +239,9 @@ async function setup(manifest) {
     ['git-fcgi-base', opt.baseline],
   ]) {
     if (!wanted.has(system)) continue;
-    servers[system] = gitFcgi(system, cli);
-    servers[`${system}-slow`] = gitFcgi(`${system}-slow`, cli, slowBackend);
+    const lines = system === 'git-fcgi-base' ? opt['baseline-server'] : [];
+    servers[system] = gitFcgi(system, cli, undefined, lines);
+    servers[`${system}-slow`] = gitFcgi(`${system}-slow`, cli, slowBackend, lines);
   }
   const env = { PATH: '/usr/local/bin:/usr/bin:/bin' };
   if (wanted.has('fcgiwrap')) {
