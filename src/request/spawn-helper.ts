@@ -111,6 +111,17 @@ export class SpawnHelper {
     const exited = new Promise<BackendExit>((resolve) => (exit = resolve));
     return new Promise<BackendProcess>((started, failed) => {
       this.pending.set(id, { program, streams, started, failed, exited, exit });
+      // A stream that cannot connect (the helper overwhelmed or going away) fails the spawn
+      // instead of leaving the request waiting for a start that will not come.
+      for (const stream of streams) {
+        stream.once('error', (err) => {
+          const p = this.pending.get(id);
+          if (p === undefined || p.pid !== undefined) return;
+          this.pending.delete(id);
+          for (const s of streams) s.destroy();
+          failed(spawnError(program, `cannot reach the spawn helper: ${err.message}`));
+        });
+      }
     });
   };
 
