@@ -80,8 +80,10 @@ export class BackendRelay {
     body.on('data', this.onBodyData);
     body.once('end', this.onBodyEnd);
     body.once('error', this.onAbort);
-    // A backend run after another (a retry) gets a body that has already ended.
+    // A backend run after another (a retry) gets a body that the first paused, or that has
+    // already ended.
     if (body.readableEnded) queueMicrotask(this.onBodyEnd);
+    else body.resume();
     backend.stdin.on('error', this.onStdinError);
     if (backend.readStdout !== undefined) backend.readStdout(this.onStdoutView);
     else backend.stdout.on('data', this.onStdout);
