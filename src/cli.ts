@@ -11,6 +11,7 @@ import { SETTINGS, type Config, type SettingName } from './config/settings.js';
 import { ensureDemoRepository } from './demo.js';
 import { describeError } from './errors.js';
 import { createLogger, logFileProblems } from './log.js';
+import { SPAWN_HELPER_PATH } from './request/spawn-helper.js';
 import { Service, logOptions, preflight } from './server/service.js';
 import { VERSION } from './version.js';
 
@@ -83,6 +84,15 @@ function checkEnvironment(config: Config, backend: string): string[] {
       if (!statSync(config.projectRoot).isDirectory()) throw new Error();
     } catch {
       problems.push(`[git] project_root: ${config.projectRoot} is not a directory`);
+    }
+  }
+  if (config.spawnHelper === 'on') {
+    try {
+      accessSync(SPAWN_HELPER_PATH, constants.X_OK);
+    } catch {
+      problems.push(
+        `[server] spawn_helper = on: ${SPAWN_HELPER_PATH} is missing (built by npm ci with a C compiler)`,
+      );
     }
   }
   problems.push(...checkAccess(config.access));

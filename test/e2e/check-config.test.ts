@@ -121,6 +121,17 @@ describe('git-fcgi --check-config (-t)', () => {
   });
 });
 
+test('spawn_helper = on is checked against the helper the build made (dist/git-fcgi-spawnd)', async (t) => {
+  const dir = await tmpDir(t, 'spawnd-check-');
+  const ok = await checkConfig('--spawn-helper', 'on', '--allow-root', '--project-root', dir);
+  assert.equal(ok.code, 0, ok.stderr.toString());
+  assert.match(ok.stdout.toString(), /spawn_helper = on/);
+  assert.doesNotMatch(ok.stderr.toString(), /spawn_helper/);
+  const bad = await checkConfig('--spawn-helper', 'sometimes', '--allow-root');
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr.toString(), /spawn_helper|spawn-helper/);
+});
+
 describe('shipped files', () => {
   test('etc/git-fcgi.ini documents every setting, in its section, and loads as it is', async () => {
     const text = await readFile(join(repoRoot, 'etc', 'git-fcgi.ini'), 'utf8');
