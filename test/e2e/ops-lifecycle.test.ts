@@ -7,6 +7,7 @@ import { cliPath, repoRoot, startGitFcgi } from '../helpers/daemon.js';
 import { waitFor } from '../helpers/deadline.js';
 import { gitLocation, startNginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, gitProcessesUnder, run } from '../helpers/proc.js';
+import { listProcesses } from '../helpers/procfs.js';
 import { createBareRepo, git, randomBlobRepo } from '../helpers/repos.js';
 import { startSlowProxy } from '../helpers/slow-proxy.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -87,6 +88,14 @@ describe('socket, privileges and pid file', () => {
     const res = await fetch(nginx.url(0, '/r.git/info/refs?service=git-upload-pack'));
     assert.equal(res.status, 200);
     assert.equal((await res.text()).trim(), `uid=${account.uid} gid=${account.gid} groups=${account.gid}`);
+    // ... started by the spawn helper, itself running as the dropped user (not by a fallback).
+    const helper = (await listProcesses()).find((p) => p.ppid === daemon.pid && p.comm === 'git-fcgi-spawnd');
+    assert.ok(helper, `a spawn helper under the daemon; logs: ${daemon.logs()}`);
+    assert.equal(
+      await procStatus(helper.pid, 'Uid'),
+      `${account.uid}\t${account.uid}\t${account.uid}\t${account.uid}`,
+    );
+    assert.doesNotMatch(daemon.logs(), /spawn helper/);
 
     assert.deepEqual(await daemon.stop(), { code: 0, signal: null });
     await assert.rejects(stat(pidFile), /ENOENT/, 'pid file removed at exit');
