@@ -299,28 +299,28 @@ export class BackendRelay {
 
   /** Nothing was sent and the request body is left unread, for the backend that runs next. */
   private retry(exit: BackendExit): void {
-    this.done = true;
-    clearTimeout(this.idleTimer);
-    this.exchange.signal.removeEventListener('abort', this.onAbort);
+    this.detach();
     const { body } = this.exchange;
-    body.removeListener('data', this.onBodyData);
-    body.removeListener('end', this.onBodyEnd);
     body.removeListener('error', this.onAbort);
     body.pause();
-    this.backend.stdout.removeListener('data', this.onStdout);
     this.resolve({ status: 0, bytesIn: 0, bytesOut: 0, exit: exit.signal ?? exit.code, retry: true });
   }
 
-  private finish(status: number, error?: GitFcgiError): void {
+  /** The relay lets go of the request and the backend's output: no more events reach it. */
+  private detach(): void {
     this.done = true;
     clearTimeout(this.idleTimer);
     this.exchange.signal.removeEventListener('abort', this.onAbort);
     const { body } = this.exchange;
     body.removeListener('data', this.onBodyData);
     body.removeListener('end', this.onBodyEnd);
-    body.resume(); // whatever is left of the body is discarded
+    this.backend.stdout.removeListener('data', this.onStdout);
+  }
+
+  private finish(status: number, error?: GitFcgiError): void {
+    this.detach();
+    this.exchange.body.resume(); // whatever is left of the body is discarded
     const { backend } = this;
-    backend.stdout.removeListener('data', this.onStdout);
     if (error === undefined) this.exchange.response.end();
     else {
       backend.stdin.destroy();

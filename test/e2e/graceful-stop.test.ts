@@ -9,7 +9,7 @@ import { waitFor, withDeadline } from '../helpers/deadline.js';
 import { beginRequest, gitParams, paramsRecords, stdinRecords } from '../helpers/fcgi-client.js';
 import { gitLocation, startNginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, listGitProcessesUnder, startProcess } from '../helpers/proc.js';
-import { listProcesses, readEnviron } from '../helpers/procfs.js';
+import { backendsOf } from '../helpers/procfs.js';
 import { createBareRepo, git, gitEnv, randomBlobRepo } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { startGitStack } from '../helpers/stack.js';
@@ -133,16 +133,6 @@ test('a request still running when shutdown_timeout runs out is aborted, its bac
     what: "the backend's process group to be gone",
   });
 });
-
-/** Live processes (any program) that a backend for `root` started: they carry its GIT_PROJECT_ROOT. */
-async function backendsOf(root: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const p of await listProcesses()) {
-    if (p.state === 'Z') continue;
-    if ((await readEnviron(p.pid)).get('GIT_PROJECT_ROOT') === root) pids.push(p.pid);
-  }
-  return pids;
-}
 
 test('SIGTERM just after clients left: every access line is written before "stopped", exit 0', async (t) => {
   const root = await tmpDir(t, 'stop-aborted-');

@@ -13,7 +13,7 @@ import {
   stdinRecords,
 } from '../helpers/fcgi-client.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
-import { listProcesses, readEnviron, readStat, type ProcStat } from '../helpers/procfs.js';
+import { backendsOf, listProcesses, readStat, type ProcStat } from '../helpers/procfs.js';
 import { createBareRepo, git, gitEnv } from '../helpers/repos.js';
 import { startGitStack } from '../helpers/stack.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -24,16 +24,6 @@ const PRINT_ENV = join(repoRoot, 'test', 'fixtures', 'backends', 'print-env.sh')
 /** The spawn helper the daemon started: its only child named git-fcgi-spawnd. */
 async function helperOf(daemonPid: number): Promise<ProcStat | undefined> {
   return (await listProcesses()).find((p) => p.ppid === daemonPid && p.comm === 'git-fcgi-spawnd');
-}
-
-/** Live processes started for `root` (they carry its GIT_PROJECT_ROOT), sh and sleep included. */
-async function backendsOf(root: string): Promise<ProcStat[]> {
-  const found: ProcStat[] = [];
-  for (const p of await listProcesses()) {
-    if (p.state === 'Z') continue;
-    if ((await readEnviron(p.pid)).get('GIT_PROJECT_ROOT') === root) found.push(p);
-  }
-  return found;
 }
 
 async function cloneAndPush(

@@ -50,3 +50,16 @@ export async function readEnviron(pid: number): Promise<Map<string, string>> {
   }
   return env;
 }
+
+/**
+ * Live processes (any program: sh, sleep, git) that a backend for `root` started: they carry
+ * its GIT_PROJECT_ROOT in their environment.
+ */
+export async function backendsOf(root: string): Promise<ProcStat[]> {
+  const found: ProcStat[] = [];
+  for (const p of await listProcesses()) {
+    if (p.state === 'Z') continue;
+    if ((await readEnviron(p.pid)).get('GIT_PROJECT_ROOT') === root) found.push(p);
+  }
+  return found;
+}
