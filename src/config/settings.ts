@@ -245,6 +245,15 @@ export const SETTINGS = {
     parse: nullable(parseSize),
     doc: 'Largest push git accepts (receive.maxInputSize, passed through GIT_CONFIG_COUNT/KEY/VALUE). Unset: no limit.',
   }),
+  refCacheBytes: def<number>({
+    section: 'git',
+    key: 'ref_cache',
+    flag: '--ref-cache <size>',
+    default: 8 * 1024 * 1024,
+    parse: parseSize,
+    show: (bytes) => (bytes === 0 ? '0 (off)' : String(bytes)),
+    doc: 'Memory for ref advertisements (the first request of every fetch and clone) kept while nothing they depend on changes: refs, HEAD, packed-refs, config, packs, the git binary, checked with stat() on every request. A repeated advertisement is then served without running git. Only on local filesystems (not NFS/CIFS/FUSE), only for repositories with at most 256 loose refs and directories under refs/. 0: off. A reload (SIGHUP) empties it.',
+  }),
   followSymlinks: def<boolean>({
     section: 'git',
     key: 'follow_symlinks',

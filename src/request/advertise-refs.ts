@@ -20,6 +20,8 @@ export interface DirectAdvertisement {
   /** What git http-backend would have written before upload-pack's output. */
   readonly head: CgiHead;
   readonly preamble: Buffer;
+  /** Files outside the repository that the output depends on: the system config, the git binary. */
+  readonly dependsOn: readonly string[];
 }
 
 type AdvertisedService = 'git-upload-pack' | 'git-receive-pack';
@@ -67,12 +69,14 @@ export function directAdvertisement(
   const exportOk = entries.find((entry) => entry.name === 'git-daemon-export-ok');
   if (!('GIT_HTTP_EXPORT_ALL' in env) && (exportOk === undefined || exportOk.isSymbolicLink())) return null;
   const name = service.slice('git-'.length);
+  const program = path.join(execDir, 'git');
   return {
-    program: path.join(execDir, 'git'),
+    program,
     args: [name, '--stateless-rpc', '--advertise-refs', '.'],
     env: backendEnv(env, execDir),
     head: headFor(service),
     preamble: protocolVersion(env) === 2 ? Buffer.alloc(0) : serviceLine(service),
+    dependsOn: [systemConfig, program],
   };
 }
 

@@ -19,6 +19,8 @@ export interface RelayOptions {
    * relay with `retry` instead of an answer.
    */
   readonly prelude?: { readonly head: CgiHead; readonly body: Buffer };
+  /** Sees every body byte sent, in order; `bytes` may be reused after the call returns. */
+  readonly tap?: (bytes: Buffer) => void;
 }
 
 export interface RelayResult {
@@ -208,6 +210,7 @@ export class BackendRelay {
       this.preludeBody = null;
     }
     this.bytesOut += chunk.length;
+    this.options.tap?.(chunk);
     return chunk;
   }
 
@@ -248,6 +251,7 @@ export class BackendRelay {
       this.sendHead();
       if (this.preludeBody !== null && this.preludeBody.length > 0) {
         this.bytesOut += this.preludeBody.length;
+        this.options.tap?.(this.preludeBody);
         this.exchange.response.write(this.preludeBody);
       }
       this.preludeBody = null;

@@ -10,7 +10,8 @@ import { derivePathInfo, parseGitTarget, resolveRepository, type GitTarget } fro
 import type { Spawner } from './backend-process.js';
 import { sendError } from './error-response.js';
 import { BackendRelay, type RelayOptions, type RelayResult } from './backend-relay.js';
-import { directAdvertisement } from './advertise-refs.js';
+import { directAdvertisement, type DirectAdvertisement } from './advertise-refs.js';
+import type { CacheUse, RefAdvertisementCache } from './ref-cache.js';
 
 /** What the request handler needs from the configuration (read per request, so reloads apply). */
 export interface HandlerSettings extends AccessSettings {
@@ -37,6 +38,8 @@ export interface RequestOutcome {
 export interface RequestEvents {
   accepted(): void;
   spawned(): void;
+  /** A ref advertisement was answered from the cache, without a backend. */
+  servedFromCache(): void;
   finished(outcome: RequestOutcome): void;
 }
 
@@ -51,6 +54,8 @@ export interface HandlerDeps {
   /** Starts the backend process. */
   readonly spawn: Spawner;
   readonly events: RequestEvents;
+  /** The ref advertisement cache in use; null when ref_cache = 0. */
+  readonly refCache: () => RefAdvertisementCache | null;
 }
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;
@@ -113,41 +118,16 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
       target.kind === 'smart-refs'
         ? directAdvertisement(settings.backend, target.service, repoDir, env)
         : null;
-    // Only the backend counts against max_children: refusals above cost nothing to wait for.
-    const release = await deps.acquireSlot(exchange.signal);
-    try {
-      if (exchange.signal.aborted) throw exchange.signal.reason;
-      const relayOptions: RelayOptions = {
-        idleTimeoutMs: settings.idleTimeoutMs,
-        killGraceMs: settings.killGraceMs,
-        contentLength: contentLengthOf(params),
-        log,
-      };
-      const run = async (
-        program: string,
-        args: readonly string[],
-        runEnv: Record<string, string>,
-        options: RelayOptions,
-      ): Promise<RelayResult> => {
-        const backend = await deps.spawn(program, args, runEnv, repoDir);
-        deps.events.spawned();
-        log.debug('backend started', { pid: backend.pid, backend: program });
-        return new BackendRelay(exchange, backend, options).run();
-      };
-      // A direct run that cannot start, or fails before any output, leaves the answer to git http-backend.
-      const first =
-        direct === null
-          ? null
-          : await run(direct.program, direct.args, direct.env, {
-              ...relayOptions,
-              prelude: { head: direct.head, body: direct.preamble },
-            }).catch((err: unknown) => {
-              log.debug('direct ref advertisement failed', { reason: describeError(err) });
-              return null;
-            });
-      result = first === null || first.retry ? await run(settings.backend, [], env, relayOptions) : first;
-    } finally {
-      release();
+    const cacheUse =
+      direct !== null && target.service === 'git-upload-pack'
+        ? (deps.refCache()?.use(repoDir, direct.env, direct.dependsOn) ?? null)
+        : null;
+    const cached = cacheUse?.lookup() ?? null;
+    if (cached !== null && direct !== null) {
+      result = sendCached(exchange, direct, cached);
+      deps.events.servedFromCache();
+    } else {
+      result = await runBackend(exchange, deps, settings, log, { repoDir, env, direct, cacheUse });
     }
   } catch (err) {
     if (err instanceof AccessDenied) denied = err;
@@ -174,6 +154,84 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     exit: result.exit,
     ...(result.error ? { error: result.error } : {}),
   });
+}
+
+/**
+ * Runs the backend for a request that got a slot: the direct ref advertisement first when
+ * there is one (through `direct`, which may tap its output), git http-backend otherwise or
+ * when that direct run fails before its first byte.
+ */
+async function runBackend(
+  exchange: Exchange,
+  deps: HandlerDeps,
+  settings: HandlerSettings,
+  log: Logger,
+  how: {
+    readonly repoDir: string;
+    readonly env: Record<string, string>;
+    readonly direct: DirectAdvertisement | null;
+    readonly cacheUse: CacheUse | null;
+  },
+): Promise<RelayResult> {
+  const { repoDir, direct, cacheUse } = how;
+  // Only the backend counts against max_children: refusals above cost nothing to wait for.
+  const release = await deps.acquireSlot(exchange.signal);
+  try {
+    if (exchange.signal.aborted) throw exchange.signal.reason;
+    const relayOptions: RelayOptions = {
+      idleTimeoutMs: settings.idleTimeoutMs,
+      killGraceMs: settings.killGraceMs,
+      contentLength: contentLengthOf(exchange.params),
+      log,
+    };
+    const run = async (
+      program: string,
+      args: readonly string[],
+      runEnv: Record<string, string>,
+      options: RelayOptions,
+    ): Promise<RelayResult> => {
+      const backend = await deps.spawn(program, args, runEnv, repoDir);
+      deps.events.spawned();
+      log.debug('backend started', { pid: backend.pid, backend: program });
+      return new BackendRelay(exchange, backend, options).run();
+    };
+    let first: RelayResult | null = null;
+    if (direct !== null) {
+      // Before git runs: whatever git reads is at least as new as what the cache stat'ed.
+      const tap = cacheUse?.start();
+      first = await run(direct.program, direct.args, direct.env, {
+        ...relayOptions,
+        prelude: { head: direct.head, body: direct.preamble },
+        ...(tap === undefined ? {} : { tap }),
+      }).catch((err: unknown) => {
+        log.debug('direct ref advertisement failed', { reason: describeError(err) });
+        return null;
+      });
+      cacheUse?.finish(
+        first !== null && first.status === 200 && first.exit === 0 && first.error === undefined,
+      );
+    }
+    // A direct run that cannot start, or fails before any output, leaves the answer to git http-backend.
+    return first === null || first.retry === true
+      ? await run(settings.backend, [], how.env, relayOptions)
+      : first;
+  } finally {
+    release();
+  }
+}
+
+/** A ref advertisement from the cache: the head git http-backend would write, then the bytes. */
+function sendCached(exchange: Exchange, advertisement: DirectAdvertisement, body: Buffer): RelayResult {
+  exchange.body.resume();
+  const { response, signal } = exchange;
+  if (signal.aborted) {
+    response.end();
+    return { status: 499, bytesIn: 0, bytesOut: 0, exit: null, error: 'client went away' };
+  }
+  response.writeHead(advertisement.head.status, advertisement.head.headers);
+  response.write(body);
+  response.end();
+  return { status: advertisement.head.status, bytesIn: 0, bytesOut: body.length, exit: null };
 }
 
 /** The user a request ran as or was refused as; else what nginx said, unless it is not trusted. */

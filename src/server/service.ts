@@ -3,6 +3,7 @@ import { effectiveQueue, type Config } from '../config/settings.js';
 import { GitFcgiError, describeError } from '../errors.js';
 import type { ClosableLogger, LogOptions, Logger } from '../log.js';
 import { spawnBackend } from '../request/backend-process.js';
+import { RefAdvertisementCache } from '../request/ref-cache.js';
 import { createRequestHandler, type HandlerSettings } from '../request/handle-request.js';
 import { SPAWN_HELPER_PATH, SpawnHelper } from '../request/spawn-helper.js';
 import { Daemon } from './daemon.js';
@@ -68,6 +69,7 @@ export class Service {
   private readonly daemon: Daemon;
   private removePidFile: () => string | null = () => null;
   private helper: SpawnHelper | null = null;
+  private refCache: RefAdvertisementCache | null;
 
   private constructor(
     private readonly options: ServiceOptions,
@@ -76,6 +78,7 @@ export class Service {
     this.config = options.config;
     this.handlerSettings = this.settingsFor(options.config);
     this.limiter = new Limiter(limits(options.config));
+    this.refCache = refCacheFor(options.config);
     const { log } = options;
     this.daemon = new Daemon({
       config: options.config,
@@ -96,6 +99,7 @@ export class Service {
         spawn: (...how) =>
           this.helper?.available === true ? this.helper.spawn(...how) : spawnBackend(...how),
         events: this.stats,
+        refCache: () => this.refCache,
       }),
     });
   }
@@ -141,6 +145,8 @@ export class Service {
         await log.reconfigure(logOptions(next));
         this.handlerSettings = this.settingsFor(next);
         this.limiter.update(limits(next));
+        // A reload also forgets every kept advertisement (after a repair git-fcgi cannot see).
+        this.refCache = refCacheFor(next);
         this.daemon.reconfigure(next);
       },
     });
@@ -162,6 +168,10 @@ export class Service {
       serverSoftware: this.options.serverSoftware,
     });
   }
+}
+
+function refCacheFor(config: Config): RefAdvertisementCache | null {
+  return config.refCacheBytes > 0 ? new RefAdvertisementCache(config.refCacheBytes) : null;
 }
 
 /** The spawn helper as `spawn_helper` says: null means Node's own spawn. */

@@ -33,6 +33,7 @@ function renderText(s: StatusSnapshot): string {
     ['max children', s.maxChildren],
     ['queue size', s.queue],
     ['spawned backends', s.spawned],
+    ['ref cache hits', s.refCacheHits],
     ['bytes in', s.bytesIn],
     ['bytes out', s.bytesOut],
     ...Object.entries(s.responses).map(([code, n]): [string, number] => [`responses ${code}`, n]),
@@ -53,6 +54,7 @@ function renderJson(s: StatusSnapshot): string {
     max_children: s.maxChildren,
     queue_size: s.queue,
     spawned: s.spawned,
+    ref_cache_hits: s.refCacheHits,
     bytes_in: s.bytesIn,
     bytes_out: s.bytesOut,
     responses: s.responses,
@@ -78,6 +80,7 @@ function renderOpenMetrics(s: StatusSnapshot): string {
   gauge('max_children', 'Configured limit of backends at once.', s.maxChildren);
   gauge('queue_size', 'Configured length of the wait queue.', s.queue);
   counter('spawned_backends', 'Backends started.', s.spawned);
+  counter('ref_cache_hits', 'Ref advertisements answered from the cache, without a backend.', s.refCacheHits);
   counter('received_bytes', 'Request body bytes passed to backends.', s.bytesIn);
   counter('sent_bytes', 'Response body bytes sent.', s.bytesOut);
   family(

@@ -20,6 +20,8 @@ export interface StatusSnapshot {
   readonly maxChildren: number;
   readonly queue: number;
   readonly spawned: number;
+  /** Ref advertisements answered from the cache, without a backend. */
+  readonly refCacheHits: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
   /** By HTTP status, including git-fcgi's own 4xx/5xx and 499 for clients that left. */
@@ -36,6 +38,7 @@ export class ServerStats implements RequestEvents {
   readonly startTime = new Date();
   private acceptedCount = 0;
   private spawnedCount = 0;
+  private cacheHits = 0;
   private bytesInTotal = 0;
   private bytesOutTotal = 0;
   private readonly byStatus = new Map<string, number>();
@@ -47,6 +50,10 @@ export class ServerStats implements RequestEvents {
 
   spawned(): void {
     this.spawnedCount++;
+  }
+
+  servedFromCache(): void {
+    this.cacheHits++;
   }
 
   finished(outcome: RequestOutcome): void {
@@ -67,6 +74,7 @@ export class ServerStats implements RequestEvents {
       maxChildren: load.maxChildren,
       queue: load.queue,
       spawned: this.spawnedCount,
+      refCacheHits: this.cacheHits,
       bytesIn: this.bytesInTotal,
       bytesOut: this.bytesOutTotal,
       responses: sorted(this.byStatus),

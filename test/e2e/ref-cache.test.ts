@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { suiteCleanup } from '../helpers/cleanup.js';
+import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
+import { withDeadline } from '../helpers/deadline.js';
+import { gitLocation, startNginx, type Nginx } from '../helpers/nginx.js';
+import { assertNoGitProcesses } from '../helpers/proc.js';
+import { createBareRepo, git } from '../helpers/repos.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { isLocalFilesystem } from '../../src/request/ref-cache.js';
+
+/** Longer than the cache's racy window on a filesystem with sub-second timestamps (100 ms). */
+const SETTLE_MS = 250;
+
+async function body(url: string, protocol: string | undefined): Promise<{ status: number; body: Buffer }> {
+  return withDeadline(
+    (async () => {
+      const res = await fetch(url, { headers: protocol === undefined ? {} : { 'Git-Protocol': protocol } });
+      return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+    })(),
+    10_000,
+    `GET ${url}`,
+  );
+}
+
+/**
+ * The cache may only ever answer what git says at that moment: after every kind of change git
+ * makes to refs (and a few it does not make: an in-place rewrite), the cached daemon's answer
+ * is compared with an uncached one's (itself compared with git http-backend byte for byte in
+ * advertise-refs.test.ts), and the cache must have answered the repeated requests.
+ */
+describe('ref advertisement cache', () => {
+  const suite = suiteCleanup(after);
+  let root: string;
+  let repo: string;
+  let work: string;
+  let cached: GitFcgi;
+  let nginx: Nginx;
+
+  const hits = async (): Promise<number> => {
+    const res = await fetch(`http://127.0.0.1:${cached.httpPort ?? 0}/git-fcgi-status?json`);
+    return ((await res.json()) as { ref_cache_hits: number }).ref_cache_hits;
+  };
+
+  before(async () => {
+    const dir = await tmpDir(suite, 'refcache-');
+    if (!isLocalFilesystem(dir))
+      throw new Error(`${dir} is not on a local filesystem: the cache stays off there`);
+    root = join(dir, 'repos');
+    repo = (await createBareRepo(suite, root, 'r.git', { commits: 3 })).path;
+    work = join(dir, 'work');
+    await git(suite, ['clone', '-q', repo, work]);
+    const ini = join(dir, 'cached.ini');
+    await writeFile(ini, '[server]\nstatus_path = /git-fcgi-status\n');
+    const common = ['--project-root', root, '--export-all', '--log-level', 'debug'];
+    cached = await startGitFcgi(suite, [
+      '-c',
+      ini,
+      '--allow-root',
+      '--listen',
+      `unix:${join(dir, 'cached.sock')}`,
+      '--http',
+      '127.0.0.1:0',
+      ...common,
+    ]);
+    await startGitFcgi(suite, ['--listen', `unix:${join(dir, 'plain.sock')}`, '--ref-cache', '0', ...common]);
+    nginx = await startNginx(suite, {
+      servers: ['cached', 'plain'].map((which) => ({
+        locations: gitLocation({ socket: join(dir, `${which}.sock`) }),
+      })),
+    });
+  });
+
+  after(async () => {
+    await assertNoGitProcesses(root, { withinMs: 2000 });
+  });
+
+  /** Both protocols, twice each: every answer equals the uncached one, the repeats come from the cache. */
+  async function compare(what: string): Promise<void> {
+    await sleep(SETTLE_MS);
+    const before = await hits();
+    for (const protocol of [undefined, 'version=2']) {
+      const path = '/r.git/info/refs?service=git-upload-pack';
+      const reference = await body(nginx.url(1, path), protocol);
+      assert.equal(reference.status, 200, what);
+      for (let i = 0; i < 2; i++) {
+        const answer = await body(nginx.url(0, path), protocol);
+        assert.equal(answer.status, 200, what);
+        assert.ok(
+          answer.body.equals(reference.body),
+          `${what} (${protocol ?? 'v0'}, request ${i + 1}): cached ${JSON.stringify(answer.body.toString('latin1'))}\n` +
+            `git says ${JSON.stringify(reference.body.toString('latin1'))}`,
+        );
+      }
+    }
+    // The first request after a change runs git; the second of each protocol is a hit.
+    assert.ok((await hits()) - before >= 2, `${what}: the repeated requests were answered from the cache`);
+  }
+
+  const inRepo = (args: string[]): Promise<unknown> => git(suite, args, { cwd: repo });
+  const inWork = (args: string[]): Promise<unknown> =>
+    git(suite, ['-c', 'user.name=T', '-c', 'user.email=t@example.invalid', ...args], { cwd: work });
+
+  test('after every change to refs, HEAD, packed-refs, config and packs, the answer is what git says', async () => {
+    await compare('at first');
+    await inWork(['commit', '-q', '--allow-empty', '-m', 'pushed']);
+    await inWork(['push', '-q', 'origin', 'HEAD:main']);
+    await compare('after a push to main');
+    await inRepo(['branch', 'topic', 'main~1']);
+    await compare('after a new branch');
+    await inRepo([
+      '-c',
+      'user.name=T',
+      '-c',
+      'user.email=t@example.invalid',
+      'tag',
+      '-a',
+      '-m',
+      'v1',
+      'v1',
+      'main',
+    ]);
+    await compare('after an annotated tag (peeled line)');
+    await inRepo(['pack-refs', '--all']);
+    await compare('after pack-refs');
+    await inRepo(['update-ref', 'refs/heads/topic', 'main']);
+    await compare('after updating a packed ref');
+    await inRepo(['branch', '-D', 'topic']);
+    await compare('after deleting a branch');
+    await inRepo(['symbolic-ref', 'HEAD', 'refs/heads/other']);
+    await inRepo(['branch', 'other', 'main~2']);
+    await compare('after moving HEAD to another branch');
+    await inRepo(['config', 'uploadpack.hideRefs', 'refs/tags']);
+    await compare('after hiding tags in the config');
+    await inRepo(['config', 'uploadpack.allowFilter', 'true']);
+    await compare('after a capability changed in the config');
+    await inRepo(['gc', '-q']);
+    await compare('after gc');
+    // Not how git writes a ref, but a hand-made change must show too: same file, same size.
+    await inRepo(['update-ref', 'refs/heads/loose', 'main']);
+    await compare('after a new loose ref');
+    const loose = join(repo, 'refs', 'heads', 'loose');
+    const older = (await git(suite, ['rev-parse', 'main~1'], { cwd: repo })).stdout.toString();
+    await writeFile(loose, older, { flag: 'r+' });
+    assert.equal(await readFile(loose, 'utf8'), older);
+    await compare('after a loose ref rewritten in place');
+  });
+
+  test('a ref rewritten in place (same inode, same size) right after it was cached is seen at once', async () => {
+    const path = '/r.git/info/refs?service=git-upload-pack';
+    const ref = join(repo, 'refs', 'heads', 'racy');
+    const shas = await Promise.all(
+      ['main', 'main~1'].map(async (rev) =>
+        (await git(suite, ['rev-parse', rev], { cwd: repo })).stdout.toString(),
+      ),
+    );
+    await writeFile(ref, shas[0] ?? '');
+    for (let i = 0; i < 4; i++) {
+      await sleep(SETTLE_MS); // old enough to be kept: the first request fills the cache
+      await body(nginx.url(0, path), undefined);
+      // Same inode, same size: only the times tell.
+      await writeFile(ref, shas[(i + 1) % 2] ?? '', { flag: 'r+' });
+      const answer = await body(nginx.url(0, path), undefined);
+      const reference = await body(nginx.url(1, path), undefined);
+      assert.ok(answer.body.equals(reference.body), `round ${i}`);
+    }
+  });
+
+  test('clones and fetches go through cached advertisements with both protocols', async () => {
+    const dir = await tmpDir(suite, 'refcache-clone-');
+    for (const version of ['0', '2']) {
+      const dest = join(dir, `v${version}`);
+      await sleep(SETTLE_MS);
+      const before = await hits();
+      await git(suite, ['-c', `protocol.version=${version}`, 'clone', '-q', nginx.url(0, '/r.git'), dest]);
+      await git(suite, ['-c', `protocol.version=${version}`, 'fetch', '-q'], { cwd: dest });
+      assert.ok((await hits()) > before, `protocol v${version}: the fetch used the cache`);
+      const theirs = (await git(suite, ['rev-parse', 'HEAD'], { cwd: repo })).stdout.toString();
+      assert.equal((await git(suite, ['rev-parse', 'HEAD'], { cwd: dest })).stdout.toString(), theirs);
+    }
+  });
+});
