@@ -6,6 +6,7 @@
 //        [--baseline OTHER/dist/cli.js --baseline-label TEXT]   (another git-fcgi build, benched alongside)
 //        [--baseline-server 'spawn_helper = off']   (ini lines for the baseline's [server]: the same
 //        build with another setting, e.g. --baseline dist/cli.js --baseline-server 'spawn_helper = off')
+//        [--baseline-git 'ref_cache = 0']   (the same for the baseline's [git] section)
 import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
@@ -62,6 +63,7 @@ const { values: opt } = parseArgs({
     baseline: { type: 'string' },
     'baseline-label': { type: 'string' },
     'baseline-server': { type: 'string', multiple: true, default: [] },
+    'baseline-git': { type: 'string', multiple: true, default: [] },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -196,6 +198,8 @@ function location(path, socket, script, extra = '') {
       fastcgi_param REQUEST_ID $request_id;
       fastcgi_request_buffering off;
       fastcgi_buffering off;
+      fastcgi_buffer_size 64k;
+      fastcgi_buffers 4 64k;
       fastcgi_read_timeout 600s;
       fastcgi_send_timeout 600s;
 ${extra}      fastcgi_pass unix:${socket};
@@ -218,15 +222,16 @@ async function setup(manifest) {
   const wanted = new Set(SYSTEMS.filter((s) => s !== 'direct'));
   if (CASES.some((c) => c.startsWith('slow'))) for (const s of SLOW_SYSTEMS) wanted.add(s);
 
-  const gitFcgi = (name, cli, backend, serverLines = []) => {
+  const gitFcgi = (name, cli, backend, serverLines = [], gitLines = []) => {
     const conf = join(work, `${name}.ini`);
     // The benchmark runs as root; builds that know the root rule need to be told it is meant.
     const help = execFileSync(process.execPath, [resolve(cli), '--help'], { encoding: 'utf8' });
     const allowRoot = help.includes('--allow-root') ? 'allow_root = true\n' : '';
     const more = serverLines.map((line) => `${line}\n`).join('');
+    const moreGit = gitLines.map((line) => `${line}\n`).join('');
     writeFileSync(
       conf,
-      `[server]\nlisten = unix:${sock(name)}\nsocket_mode = 0666\n${allowRoot}${more}[git]\nproject_root = ${repos}\nexport_all = true\n` +
+      `[server]\nlisten = unix:${sock(name)}\nsocket_mode = 0666\n${allowRoot}${more}[git]\nproject_root = ${repos}\nexport_all = true\n${moreGit}` +
         `${backend ? `backend = ${backend}\n` : ''}[log]\nlevel = info\nfile = ${join(work, `${name}.log`)}\n`,
     );
     const nodeArgs = opt['git-fcgi-node-args'].split(' ').filter(Boolean);
@@ -240,8 +245,9 @@ async function setup(manifest) {
   ]) {
     if (!wanted.has(system)) continue;
     const lines = system === 'git-fcgi-base' ? opt['baseline-server'] : [];
-    servers[system] = gitFcgi(system, cli, undefined, lines);
-    servers[`${system}-slow`] = gitFcgi(`${system}-slow`, cli, slowBackend, lines);
+    const gitLines = system === 'git-fcgi-base' ? opt['baseline-git'] : [];
+    servers[system] = gitFcgi(system, cli, undefined, lines, gitLines);
+    servers[`${system}-slow`] = gitFcgi(`${system}-slow`, cli, slowBackend, lines, gitLines);
   }
   const env = { PATH: '/usr/local/bin:/usr/bin:/bin' };
   if (wanted.has('fcgiwrap')) {

@@ -78,6 +78,8 @@ export function gitLocation(opts: GitLocationOptions): string {
     'fastcgi_read_timeout 600s;',
     'fastcgi_request_buffering off;',
     'fastcgi_buffering off;',
+    'fastcgi_buffer_size 64k;',
+    'fastcgi_buffers 4 64k;',
   ];
   if (opts.projectRoot !== undefined)
     lines.push(`fastcgi_param GIT_PROJECT_ROOT ${confPath(opts.projectRoot)};`);
