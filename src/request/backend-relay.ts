@@ -32,6 +32,8 @@ export interface RelayResult {
   readonly error?: string;
   /** The backend (with a prelude) failed before any output; nothing was sent: run another. */
   readonly retry?: true;
+  /** Answered from the ref advertisement cache: no backend ran. */
+  readonly cached?: true;
 }
 
 /** Status logged for requests whose client went away (nginx's convention). */

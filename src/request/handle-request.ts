@@ -152,13 +152,14 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     out: result.bytesOut,
     ms: Math.round(ms * 10) / 10,
     exit: result.exit,
+    ...(result.cached === true ? { cache: 'hit' } : {}),
     ...(result.error ? { error: result.error } : {}),
   });
 }
 
 /**
- * Runs the backend for a request that got a slot: the direct ref advertisement first when
- * there is one (through `direct`, which may tap its output), git http-backend otherwise or
+ * Runs the backend once a slot is free: the direct ref advertisement first when there is one
+ * (its output kept by the cache when `cacheUse` may keep it), git http-backend otherwise or
  * when that direct run fails before its first byte.
  */
 async function runBackend(
@@ -231,7 +232,7 @@ function sendCached(exchange: Exchange, advertisement: DirectAdvertisement, body
   response.writeHead(advertisement.head.status, advertisement.head.headers);
   response.write(body);
   response.end();
-  return { status: advertisement.head.status, bytesIn: 0, bytesOut: body.length, exit: null };
+  return { status: advertisement.head.status, bytesIn: 0, bytesOut: body.length, exit: null, cached: true };
 }
 
 /** The user a request ran as or was refused as; else what nginx said, unless it is not trusted. */

@@ -72,6 +72,18 @@ export interface RefSnapshot {
 interface Entry {
   readonly snapshot: RefSnapshot;
   readonly body: Buffer;
+  /** What the entry counts against the budget: the body, the snapshot, and the key. */
+  readonly cost: number;
+}
+
+/** Per entry, beyond what is counted: the Map slot, the objects, their headers. */
+const ENTRY_OVERHEAD_BYTES = 256;
+
+function costOf(key: string, snapshot: RefSnapshot, body: Buffer): number {
+  let strings = key.length;
+  for (const path of snapshot.paths) strings += path.length;
+  // Strings as UTF-16 at worst.
+  return body.length + snapshot.stats.byteLength + 2 * strings + ENTRY_OVERHEAD_BYTES;
 }
 
 /**
@@ -193,8 +205,8 @@ function unchanged(snapshot: RefSnapshot): boolean {
 }
 
 /**
- * The advertisements, least recently used first out, within a byte budget (an entry may take a
- * quarter of it at most).
+ * The advertisements, least recently used first out, within a byte budget that counts each
+ * entry's body, snapshot and key (an entry may take a quarter of it at most).
  */
 export class RefAdvertisementCache {
   private readonly entries = new Map<string, Entry>();
@@ -213,7 +225,7 @@ export class RefAdvertisementCache {
     if (entry === undefined) return null;
     this.entries.delete(key);
     if (!unchanged(entry.snapshot)) {
-      this.bytes -= entry.body.length;
+      this.bytes -= entry.cost;
       return null;
     }
     this.entries.set(key, entry);
@@ -227,18 +239,19 @@ export class RefAdvertisementCache {
   }
 
   store(key: string, snapshot: RefSnapshot, body: Buffer): void {
-    if (body.length > this.maxEntryBytes) return;
+    const cost = costOf(key, snapshot, body);
+    if (cost > this.maxEntryBytes) return;
     const old = this.entries.get(key);
     if (old !== undefined) {
       this.entries.delete(key);
-      this.bytes -= old.body.length;
+      this.bytes -= old.cost;
     }
-    this.entries.set(key, { snapshot, body });
-    this.bytes += body.length;
+    this.entries.set(key, { snapshot, body, cost });
+    this.bytes += cost;
     for (const [oldest, entry] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
       this.entries.delete(oldest);
-      this.bytes -= entry.body.length;
+      this.bytes -= entry.cost;
     }
   }
 

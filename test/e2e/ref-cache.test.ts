@@ -181,5 +181,7 @@ describe('ref advertisement cache', () => {
       const theirs = (await git(suite, ['rev-parse', 'HEAD'], { cwd: repo })).stdout.toString();
       assert.equal((await git(suite, ['rev-parse', 'HEAD'], { cwd: dest })).stdout.toString(), theirs);
     }
+    // A hit says so in its access line, with no exit code (no backend ran).
+    assert.match(cached.logs(), /service=git-upload-pack status=200\b.* cache=hit/);
   });
 });

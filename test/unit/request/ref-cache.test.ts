@@ -139,27 +139,42 @@ describe('ref cache: snapshots', () => {
 
 describe('ref cache: memory', () => {
   const snapshot = { paths: [], stats: new Float64Array(0) };
+  /** What an entry with a one-letter key and an empty snapshot counts: body, key, overhead. */
+  const cost = (bodyBytes: number): number => bodyBytes + 2 + 256;
 
   test('least recently used entries leave first, within the byte budget', () => {
-    const cache = new RefAdvertisementCache(1000);
+    const cache = new RefAdvertisementCache(4 * cost(250));
     for (const key of ['a', 'b', 'c', 'd']) cache.store(key, snapshot, Buffer.alloc(250));
-    assert.equal(cache.storedBytes, 1000);
+    assert.equal(cache.storedBytes, 4 * cost(250));
     assert.ok(cache.lookup('a') !== null); // a is now the most recent
     cache.store('e', snapshot, Buffer.alloc(250));
     assert.equal(cache.lookup('b'), null);
     for (const key of ['a', 'c', 'd', 'e']) assert.ok(cache.lookup(key) !== null, key);
-    assert.equal(cache.storedBytes, 1000);
+    assert.equal(cache.storedBytes, 4 * cost(250));
   });
 
   test('an entry over a quarter of the budget is not kept; replacing an entry frees the old one', () => {
-    const cache = new RefAdvertisementCache(1000);
-    cache.store('big', snapshot, Buffer.alloc(251));
+    const cache = new RefAdvertisementCache(4 * cost(250));
+    cache.store('b', snapshot, Buffer.alloc(251));
     assert.equal(cache.size, 0);
     cache.store('k', snapshot, Buffer.alloc(200));
     cache.store('k', snapshot, Buffer.alloc(100));
-    assert.equal(cache.storedBytes, 100);
+    assert.equal(cache.storedBytes, cost(100));
     cache.clear();
     assert.equal(cache.storedBytes, 0);
     assert.equal(cache.lookup('k'), null);
+  });
+
+  test('small advertisements with large snapshots are counted whole: the budget holds', () => {
+    const budget = 1 << 20;
+    const cache = new RefAdvertisementCache(budget);
+    const paths = Array.from(
+      { length: 40 },
+      (_, i) => `/srv/git/some/deep/path/repository-${i}.git/refs/heads/x`,
+    );
+    const big = { paths, stats: new Float64Array(paths.length * 4) };
+    for (let i = 0; i < 10_000; i++) cache.store(`/srv/git/r${i}.git`, big, Buffer.alloc(10));
+    assert.ok(cache.storedBytes <= budget, `${cache.storedBytes} bytes counted`);
+    assert.ok(cache.size < 10_000 && cache.size > 100, `${cache.size} entries kept`);
   });
 });
