@@ -23,7 +23,7 @@ function accessLines(daemon: GitFcgi): string[] {
 /** Waits for `count` access lines with `status` (they are written just after the response). */
 async function linesWithStatus(daemon: GitFcgi, status: number, count: number): Promise<string[]> {
   const matching = (): string[] => accessLines(daemon).filter((l) => l.includes(` status=${status} `));
-  await waitFor(() => matching().length >= count, { timeoutMs: 2000, what: `${count} access lines` });
+  await waitFor(() => matching().length >= count, { timeoutMs: 10_000, what: `${count} access lines` });
   return matching();
 }
 
@@ -128,7 +128,7 @@ describe('bad input over HTTP', () => {
     assert.equal(await status(nginx.url(0, '/alias.git/HEAD')), 404);
     assert.equal(await status(nginx.url(1, '/alias.git/HEAD')), 200);
     await waitFor(() => accessLines(following).some((l) => /repo=alias\.git .*status=200 .*exit=0/.test(l)), {
-      timeoutMs: 2000,
+      timeoutMs: 10_000,
       what: 'the served alias in the access log',
     });
     for (const line of [...accessLines(strict), ...accessLines(following)].filter((l) => /escape/.test(l)))
@@ -173,7 +173,7 @@ describe('bad input over HTTP', () => {
     const medium = `X-Big: ${'b'.repeat(40 * 1024)}`;
     assert.equal(await status(nginx.url(1, '/r.git/info/refs'), ['-H', medium]), 431);
     await waitFor(() => /ERR_FCGI_PARAMS_TOO_LARGE/.test(smallParams.logs()), {
-      timeoutMs: 2000,
+      timeoutMs: 10_000,
       what: 'the warning',
     });
     assert.equal(accessLines(smallParams).length, before, 'no request reached the handler');
