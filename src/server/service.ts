@@ -145,7 +145,7 @@ export class Service {
         await log.reconfigure(logOptions(next));
         this.handlerSettings = this.settingsFor(next);
         this.limiter.update(limits(next));
-        // A reload also forgets every kept advertisement (after a repair git-fcgi cannot see).
+        // A reload also empties the ref cache: how an admin makes git-fcgi forget what it kept.
         this.refCache = refCacheFor(next);
         this.daemon.reconfigure(next);
       },

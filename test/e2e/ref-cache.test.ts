@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { suiteCleanup } from '../helpers/cleanup.js';
 import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
-import { withDeadline } from '../helpers/deadline.js';
+import { waitFor, withDeadline } from '../helpers/deadline.js';
 import { gitLocation, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { createBareRepo, git } from '../helpers/repos.js';
@@ -167,6 +167,25 @@ describe('ref advertisement cache', () => {
       const reference = await body(nginx.url(1, path), undefined);
       assert.ok(answer.body.equals(reference.body), `round ${i}`);
     }
+  });
+
+  test('a reload (SIGHUP) empties the cache', async () => {
+    const path = '/r.git/info/refs?service=git-upload-pack';
+    await sleep(SETTLE_MS);
+    await body(nginx.url(0, path), undefined);
+    const warm = await hits();
+    await body(nginx.url(0, path), undefined);
+    assert.equal(await hits(), warm + 1, 'cached before the reload');
+    const reloads = (cached.logs().match(/configuration reloaded/g) ?? []).length;
+    process.kill(cached.pid, 'SIGHUP');
+    await waitFor(() => (cached.logs().match(/configuration reloaded/g) ?? []).length > reloads, {
+      timeoutMs: 5000,
+      what: 'the reload',
+    });
+    await body(nginx.url(0, path), undefined);
+    assert.equal(await hits(), warm + 1, 'the first request after the reload ran git');
+    await body(nginx.url(0, path), undefined);
+    assert.equal(await hits(), warm + 2, 'and the next one was a hit again');
   });
 
   test('clones and fetches go through cached advertisements with both protocols', async () => {
