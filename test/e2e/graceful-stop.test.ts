@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -10,7 +9,7 @@ import { beginRequest, gitParams, paramsRecords, stdinRecords } from '../helpers
 import { gitLocation, startNginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, listGitProcessesUnder, startProcess } from '../helpers/proc.js';
 import { backendsOf } from '../helpers/procfs.js';
-import { createBareRepo, git, gitEnv, randomBlobRepo } from '../helpers/repos.js';
+import { createBareRepo, git, gitEnv, randomBlobRepo, randomCommits } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { startGitStack } from '../helpers/stack.js';
 
@@ -27,26 +26,7 @@ test('SIGTERM during 10 pushes and 10 clones: each completes or fails cleanly; n
   const work = await tmpDir(t, 'work-');
   await git(t, ['init', '-q', '--bare', work]);
   await git(t, ['fetch', '-q', repo.path, 'main'], { cwd: work });
-  const commits: string[] = [];
-  for (let i = 0; i < 10; i++) {
-    const file = join(work, `blob-${i}`);
-    await writeFile(file, randomBytes(2 * 1024 * 1024));
-    const blob = (await git(t, ['hash-object', '-w', file], { cwd: work })).stdout.toString().trim();
-    const tree = (await git(t, ['mktree'], { cwd: work, input: `100644 blob ${blob}\tb${i}.bin\n` })).stdout
-      .toString()
-      .trim();
-    const env = {
-      GIT_AUTHOR_NAME: 'p',
-      GIT_AUTHOR_EMAIL: 'p@p',
-      GIT_COMMITTER_NAME: 'p',
-      GIT_COMMITTER_EMAIL: 'p@p',
-    };
-    commits.push(
-      (await git(t, ['commit-tree', tree, '-p', repo.head, '-m', `p${i}`], { cwd: work, env })).stdout
-        .toString()
-        .trim(),
-    );
-  }
+  const commits = await randomCommits(t, work, repo.head, 10, 2 * 1024 * 1024);
   const { daemon, nginx } = await startGitStack(t, root, {
     args: ['--export-all'],
     location: { extra: 'fastcgi_param REMOTE_USER alice;' },

@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,7 +7,7 @@ import { withDeadline } from '../helpers/deadline.js';
 import { Rng } from '../helpers/fcgi-fuzz.js';
 import type { Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, startProcess } from '../helpers/proc.js';
-import { createBareRepo, git, gitEnv } from '../helpers/repos.js';
+import { createBareRepo, git, gitEnv, randomCommits } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { startGitStack } from '../helpers/stack.js';
 
@@ -19,30 +17,6 @@ interface Push {
   readonly repo: string;
   readonly ref: string;
   readonly commit: string;
-}
-
-/** Commits of `bytes` random data on top of `base`, made without a work tree (fast). */
-async function makeCommits(t: Cleanup, work: string, base: string, count: number, bytes: number) {
-  const commits: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const file = join(work, `blob-${i}`);
-    await writeFile(file, randomBytes(bytes));
-    const blob = (await git(t, ['hash-object', '-w', file], { cwd: work })).stdout.toString().trim();
-    const tree = (
-      await git(t, ['mktree'], { cwd: work, input: `100644 blob ${blob}\tdata-${i}.bin\n` })
-    ).stdout
-      .toString()
-      .trim();
-    const env = {
-      GIT_AUTHOR_NAME: 'p',
-      GIT_AUTHOR_EMAIL: 'p@p',
-      GIT_COMMITTER_NAME: 'p',
-      GIT_COMMITTER_EMAIL: 'p@p',
-    };
-    const commit = await git(t, ['commit-tree', tree, '-p', base, '-m', `push ${i}`], { cwd: work, env });
-    commits.push(commit.stdout.toString().trim());
-  }
-  return commits;
 }
 
 /**
@@ -114,7 +88,7 @@ describe('push integrity under concurrency and killed clients', () => {
 
   test('20 pushes to one repository: 15 new branches and 5 racing for main', async (t) => {
     const rng = new Rng(SEED);
-    const commits = await makeCommits(t, work, base, 20, 1024 * 1024);
+    const commits = await randomCommits(t, work, base, 20, 1024 * 1024);
     const pushes: Push[] = commits.map((commit, i) => ({
       repo: 'one.git',
       ref: i < 15 ? `refs/heads/b${i}` : 'refs/heads/main',
@@ -142,7 +116,7 @@ describe('push integrity under concurrency and killed clients', () => {
 
   test('20 pushes to 20 repositories', async (t) => {
     const rng = new Rng(SEED + 1);
-    const commits = await makeCommits(t, work, base, 20, 1024 * 1024);
+    const commits = await randomCommits(t, work, base, 20, 1024 * 1024);
     // Each repository has its own seed history; push a commit on top of one.git's base to a new branch.
     const pushes: Push[] = commits.map((commit, i) => ({
       repo: `many/r${i}.git`,

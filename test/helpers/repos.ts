@@ -144,3 +144,33 @@ export async function randomBlobRepo(
   const blob = randomBytes(bytes);
   return { ...(await createBareRepo(t, root, name, { ...rest, files: { [fileName]: blob } })), blob };
 }
+
+/**
+ * `count` commits on top of `base` in the (bare) repository `work`, each adding one file of
+ * `bytes` random bytes; made without a work tree (fast). Returns their shas, oldest first.
+ */
+export async function randomCommits(
+  t: Cleanup,
+  work: string,
+  base: string,
+  count: number,
+  bytes: number,
+): Promise<string[]> {
+  const env = {
+    GIT_AUTHOR_NAME: 'p',
+    GIT_AUTHOR_EMAIL: 'p@p',
+    GIT_COMMITTER_NAME: 'p',
+    GIT_COMMITTER_EMAIL: 'p@p',
+  };
+  const commits: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const file = join(work, `blob-${i}`);
+    await writeFile(file, randomBytes(bytes));
+    const blob = (await git(t, ['hash-object', '-w', file], { cwd: work })).stdout.toString().trim();
+    const input = `100644 blob ${blob}\tdata-${i}.bin\n`;
+    const tree = (await git(t, ['mktree'], { cwd: work, input })).stdout.toString().trim();
+    const commit = await git(t, ['commit-tree', tree, '-p', base, '-m', `commit ${i}`], { cwd: work, env });
+    commits.push(commit.stdout.toString().trim());
+  }
+  return commits;
+}
