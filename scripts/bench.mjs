@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // git-fcgi next to fcgiwrap behind one nginx, and git http-backend run directly as the limit.
 // Usage: npm run bench -- [--runs N] [--cases clone,refs,clones,push,slow-clone,slow-push]
-//        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct] [--quick] [--out FILE] [--markdown FILE]
+//        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct[,relay-floor]] [--quick] [--out FILE] [--markdown FILE]
 //        [--refs-seconds S] [--max-minutes M] [--cache DIR] [--git-fcgi dist/cli.js] [--git-fcgi-node-args=ARGS] [--keep]
 //        [--baseline OTHER/dist/cli.js --baseline-label TEXT]   (another git-fcgi build, benched alongside)
 //        [--baseline-server 'spawn_helper = off']   (ini lines for the baseline's [server]: the same
@@ -31,12 +31,19 @@ const HTTP_BACKEND = '/usr/lib/git-core/git-http-backend';
 const FCGIWRAP = '/usr/sbin/fcgiwrap';
 const NGINX = '/usr/sbin/nginx';
 const ALL_CASES = ['clone', 'refs', 'clones', 'push', 'slow-clone', 'slow-push'];
-const ALL_SYSTEMS = ['git-fcgi', 'fcgiwrap', 'fcgiwrap-c4', 'direct'];
+const ALL_SYSTEMS = ['git-fcgi', 'fcgiwrap', 'fcgiwrap-c4', 'direct', 'relay-floor'];
+/**
+ * relay-floor (scripts/bench/relay-floor.c, only when asked for): the least a FastCGI server
+ * can do, splicing git's output into nginx's connection. Clone case only: it is a reference
+ * for what any relay behind nginx can reach on this machine, not a server.
+ */
+const DEFAULT_SYSTEMS = ALL_SYSTEMS.filter((s) => s !== 'relay-floor');
 const LABEL = {
   'git-fcgi': 'git-fcgi',
   fcgiwrap: 'fcgiwrap (Debian: 1 process)',
   'fcgiwrap-c4': 'fcgiwrap -c 4',
   direct: 'direct CGI',
+  'relay-floor': 'C relay floor (splice)',
   'git-fcgi-base': 'git-fcgi baseline',
 };
 const isGitFcgi = (system) => system === 'git-fcgi' || system === 'git-fcgi-base';
@@ -50,7 +57,7 @@ const { values: opt } = parseArgs({
   options: {
     runs: { type: 'string' },
     cases: { type: 'string', default: ALL_CASES.join(',') },
-    systems: { type: 'string', default: ALL_SYSTEMS.join(',') },
+    systems: { type: 'string', default: DEFAULT_SYSTEMS.join(',') },
     quick: { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench-results.json' },
     markdown: { type: 'string' },
@@ -79,6 +86,8 @@ if (opt.help) {
 const RUNS = Number(opt.runs ?? (opt.quick ? 1 : 5));
 const CASES = opt.cases.split(',').filter((c) => ALL_CASES.includes(c));
 const SYSTEMS = opt.systems.split(',').filter((s) => ALL_SYSTEMS.includes(s));
+/** Systems of every case but the clone stream. */
+const SERVERS = SYSTEMS.filter((s) => s !== 'relay-floor');
 if (opt.baseline) {
   ALL_SYSTEMS.splice(1, 0, 'git-fcgi-base');
   SYSTEMS.splice(SYSTEMS.includes('git-fcgi') ? SYSTEMS.indexOf('git-fcgi') + 1 : 0, 0, 'git-fcgi-base');
@@ -265,6 +274,14 @@ async function setup(manifest) {
   for (const name of Object.keys(servers)) {
     await waitFor(`${name} on ${sock(name)}`, () => socketUp(sock(name)));
   }
+  if (wanted.has('relay-floor')) {
+    const binary = join(work, 'relay-floor');
+    execFileSync(process.env.CC || 'cc', ['-O2', '-o', binary, join(ROOT, 'scripts/bench/relay-floor.c')]);
+    servers['relay-floor'] = startServer(binary, [sock('relay-floor')], {
+      env,
+      logFile: join(work, 'relay-floor.out'),
+    });
+  }
   if (wanted.has('fcgiwrap') || wanted.has('fcgiwrap-c4'))
     execFileSync('chmod', ['0666', ...[...wanted].filter((s) => s.startsWith('fcgiwrap')).map(sock)]);
 
@@ -380,7 +397,7 @@ function makeCases(ctx) {
         {
           group: 'refs',
           title: `2. ref advertisement (info/refs?service=git-upload-pack), ${c} connection${c > 1 ? 's' : ''}`,
-          systems: SYSTEMS,
+          systems: SERVERS,
           async measure(system) {
             if (system === 'direct') {
               const list = join(work, 'direct-refs.list');
@@ -425,7 +442,7 @@ function makeCases(ctx) {
     ),
     clones: {
       title: `3. 32 concurrent git clones of the medium repo (pack ${(manifest.mediumPackFileBytes / 1e6).toFixed(1)} MB)`,
-      systems: SYSTEMS.filter((s) => s !== 'direct'),
+      systems: SERVERS.filter((s) => s !== 'direct'),
       async measure(system) {
         const base = join(work, 'clones');
         rmSync(base, { recursive: true, force: true });
@@ -446,7 +463,7 @@ function makeCases(ctx) {
     },
     push: {
       title: `4. push of ${(manifest.pushBodyBytes / 1e9).toFixed(2)} GB (receive-pack POST)`,
-      systems: SYSTEMS,
+      systems: SERVERS,
       async measure(system) {
         pushTarget();
         const out = join(work, 'push.out');
@@ -581,7 +598,7 @@ const METRICS = {
 
 function report(results, info, caseDefs) {
   const cols = ALL_SYSTEMS.filter((s) => SYSTEMS.includes(s) || Object.values(results).some((r) => r[s]));
-  const ratioTo = ['git-fcgi-base', 'fcgiwrap-c4', 'direct'].filter((s) => cols.includes(s));
+  const ratioTo = ['git-fcgi-base', 'fcgiwrap-c4', 'direct', 'relay-floor'].filter((s) => cols.includes(s));
   const head = ['case', ...cols.map((c) => LABEL[c]), ...ratioTo.map((r) => `git-fcgi ÷ ${LABEL[r]}`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   const row = (label, values, ratios) => lines.push(`| ${[label, ...values, ...ratios].join(' | ')} |`);
