@@ -230,6 +230,19 @@ static void start(struct spawn *s) {
   report('P', s->id, pid, 0);
 }
 
+/*
+ * The daemon closed a stream of a spawn that has not started (it gave the spawn up: another of
+ * its streams could not connect): the spawn's other descriptors and message go too, or they
+ * would stay open for the helper's lifetime.
+ */
+static void abandon(int fd) {
+  for (struct spawn *s = spawns; s != NULL; s = s->next) {
+    if (s->pid != 0 || (s->fds[0] != fd && s->fds[1] != fd && s->fds[2] != fd)) continue;
+    forget(s);
+    return;
+  }
+}
+
 static void maybe_start(struct spawn *s) {
   if (s->pid == 0 && s->message != NULL && s->fds[0] >= 0 && s->fds[1] >= 0 && s->fds[2] >= 0) start(s);
 }
@@ -401,13 +414,27 @@ int main(int argc, char **argv) {
   if (null_fd < 0 || dup2(null_fd, STDOUT_FILENO) < 0) die("/dev/null");
   close(null_fd);
 
-  struct pollfd fds[3 + MAX_PENDING_HELLO];
+  struct pollfd *fds = NULL;
+  size_t fds_cap = 0;
   for (;;) {
+    size_t waiting = 0; /* streams of spawns not started yet */
+    for (struct spawn *s = spawns; s != NULL; s = s->next)
+      if (s->pid == 0) waiting += 3;
+    if (fds_cap < 3 + hello_count + waiting) {
+      fds_cap = 2 * (3 + hello_count + waiting);
+      fds = realloc(fds, fds_cap * sizeof *fds);
+      if (fds == NULL) die("realloc");
+    }
     nfds_t n = 0;
     fds[n++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
     fds[n++] = (struct pollfd){.fd = signal_pipe[0], .events = POLLIN};
     fds[n++] = (struct pollfd){.fd = control_fd, .events = POLLIN}; /* ignored while -1 */
     for (size_t i = 0; i < hello_count; i++) fds[n++] = (struct pollfd){.fd = hellos[i].fd, .events = POLLIN};
+    nfds_t first_waiting = n;
+    /* No events asked: only POLLHUP, i.e. the daemon closed the stream (it gave the spawn up). */
+    for (struct spawn *s = spawns; s != NULL; s = s->next)
+      if (s->pid == 0)
+        for (int i = 0; i < 3; i++) fds[n++] = (struct pollfd){.fd = s->fds[i], .events = 0};
     if (poll(fds, n, -1) < 0) {
       if (errno == EINTR) continue;
       die("poll");
@@ -415,8 +442,12 @@ int main(int argc, char **argv) {
     if (fds[1].revents) reap();
     if (fds[2].revents) read_control();
     /* Hellos from the back: drop_hello moves the last entry into the freed slot. */
-    for (size_t i = n - 3; i-- > 0;)
+    for (size_t i = first_waiting - 3; i-- > 0;)
       if (fds[3 + i].revents && i < hello_count && hellos[i].fd == fds[3 + i].fd) read_hello(i);
+    for (nfds_t i = first_waiting; i < n; i++) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLHUP | POLLERR))) continue;
+      abandon(fds[i].fd);
+    }
     if (fds[0].revents) accept_one(listen_fd);
   }
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -16,10 +16,12 @@ import { assertNoGitProcesses } from '../helpers/proc.js';
 import { backendsOf, listProcesses, readStat, type ProcStat } from '../helpers/procfs.js';
 import { createBareRepo, git, gitEnv } from '../helpers/repos.js';
 import { startGitStack } from '../helpers/stack.js';
+import { startProcess } from '../helpers/start-process.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const HANG = join(repoRoot, 'test', 'fixtures', 'backends', 'hang.sh');
 const PRINT_ENV = join(repoRoot, 'test', 'fixtures', 'backends', 'print-env.sh');
+const SPAWN_HELPER = join(repoRoot, 'dist', 'git-fcgi-spawnd');
 
 /** The spawn helper the daemon started: its only child named git-fcgi-spawnd. */
 async function helperOf(daemonPid: number): Promise<ProcStat | undefined> {
@@ -172,4 +174,78 @@ test('backends that fail at once, 64 at a time: every request is answered (no mi
   ]);
   const replies = await Promise.all(Array.from({ length: 64 }, () => fcgiExchange(sock, request, 10_000)));
   assert.deepEqual(new Set(replies.map((r) => r.status)), new Set([502]));
+});
+
+test('a spawn the daemon gives up before it starts leaves nothing open in the helper, and its id can be used again', async (t) => {
+  // The helper run by this test process, as the daemon runs it: this process is its daemon.
+  const name = `git-fcgi-spawnd-test-${process.pid}-${Date.now()}`;
+  const helper = await startProcess(t, SPAWN_HELPER, [`@${name}`, String(process.pid)]);
+  await waitFor(() => helper.stdout().includes('ready\n'), { timeoutMs: 5000, what: 'the helper to listen' });
+  const address = `\0${name}`;
+  const open = (bytes: Buffer): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const socket = net.connect(address, () => {
+        socket.removeListener('error', reject);
+        socket.write(bytes, () => resolve(socket));
+      });
+      socket.once('error', reject);
+    });
+  const hello = (id: number, role: number): Buffer => Buffer.from([id, 0, 0, 0, role]);
+  const spawnMessage = (id: number): Buffer => {
+    const body = Buffer.from(`${PRINT_ENV}\0/\0PATH=/usr/bin:/bin\0MARK=spawn-${id}\0`);
+    const head = Buffer.alloc(11);
+    head.writeUInt32LE(body.length + 7, 0);
+    head.write('S', 4, 'latin1');
+    head.writeUInt32LE(id, 5);
+    return Buffer.concat([head, body]);
+  };
+  const fdCount = async (): Promise<number> => (await readdir(`/proc/${helper.pid}/fd`)).length;
+  const control = await open(hello(0, 'C'.charCodeAt(0)));
+  t.after(() => control.destroy());
+  const reports: Buffer[] = [];
+  control.on('data', (chunk: Buffer) => reports.push(chunk));
+  await waitFor(async () => (await fdCount()) > 0, { timeoutMs: 2000, what: 'the control connection' });
+  await new Promise((r) => setTimeout(r, 100));
+  const base = await fdCount();
+
+  // Spawn 9: two of its streams, then the daemon gives up (closes them). Spawn 11: its message
+  // and one stream, then the same.
+  const given = [await open(hello(9, 0)), await open(hello(9, 1))];
+  control.write(spawnMessage(11));
+  given.push(await open(hello(11, 2)));
+  await waitFor(async () => (await fdCount()) === base + 3, {
+    timeoutMs: 3000,
+    what: 'the helper to hold the three streams',
+  });
+  for (const socket of given) socket.destroy();
+  await waitFor(async () => (await fdCount()) === base, {
+    timeoutMs: 3000,
+    what: `the helper to close the given-up streams (holds ${await fdCount()} descriptors, ${base} before)`,
+  });
+
+  // Both ids again, whole this time: each runs and answers (a kept stream would have turned the
+  // new one away; a kept message would have made the helper exit on a second message for 11).
+  for (const id of [9, 11]) {
+    control.write(spawnMessage(id));
+    const streams = [await open(hello(id, 0)), await open(hello(id, 1)), await open(hello(id, 2))];
+    const [stdin, stdout, stderr] = streams as [net.Socket, net.Socket, net.Socket];
+    stdin.end();
+    let out = '';
+    stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    await withDeadline(
+      new Promise((resolve) => stdout.once('end', resolve)),
+      5000,
+      `the output of spawn ${id}`,
+    );
+    assert.match(out, new RegExp(`^MARK=spawn-${id}$`, 'm'));
+    for (const s of streams) s.destroy();
+    stderr.destroy();
+  }
+  const kinds = Buffer.concat(reports);
+  assert.equal(kinds.length % 13, 0);
+  const started = [];
+  for (let at = 0; at < kinds.length; at += 13)
+    if (kinds[at] === 'P'.charCodeAt(0)) started.push(kinds.readUInt32LE(at + 1));
+  assert.deepEqual(started, [9, 11], 'exactly the two whole spawns started');
+  assert.equal(helper.exitStatus(), undefined, 'the helper is still running');
 });
