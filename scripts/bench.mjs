@@ -86,14 +86,14 @@ if (opt.help) {
 const RUNS = Number(opt.runs ?? (opt.quick ? 1 : 5));
 const CASES = opt.cases.split(',').filter((c) => ALL_CASES.includes(c));
 const SYSTEMS = opt.systems.split(',').filter((s) => ALL_SYSTEMS.includes(s));
-/** Systems of every case but the clone stream. */
-const SERVERS = SYSTEMS.filter((s) => s !== 'relay-floor');
 if (opt.baseline) {
   ALL_SYSTEMS.splice(1, 0, 'git-fcgi-base');
   SYSTEMS.splice(SYSTEMS.includes('git-fcgi') ? SYSTEMS.indexOf('git-fcgi') + 1 : 0, 0, 'git-fcgi-base');
   SLOW_SYSTEMS.push('git-fcgi-base');
   if (opt['baseline-label']) LABEL['git-fcgi-base'] = opt['baseline-label'];
 }
+/** Systems of every case but the clone stream. */
+const SERVERS = SYSTEMS.filter((s) => s !== 'relay-floor');
 const REFS_SECONDS = Number(opt['refs-seconds'] ?? (opt.quick ? 1 : 4));
 const DIRECT_REFS_COUNT = opt.quick ? 200 : 500;
 

@@ -30,9 +30,10 @@ setFlagsFromString('--heap-growing-percent=10');
  * lets up to 64 MB of them pile up before forcing one: that was 20-30 MB of peak RSS on a
  * large push. So the relay asks for a young-generation collection (0.3-0.6 ms, its live set
  * is small) after every CHUNK_GC_BYTES of streamed data. (git's output needs none: it is read
- * into one reused buffer.)
+ * into one reused buffer.) 8 MiB rather than 16: peak RSS of a 1 GB push into a slow backend
+ * 73.6 -> 67.2 MB (medians of 5), wall time unchanged; 128 collections per GB instead of 64.
  */
-export const CHUNK_GC_BYTES = 16 * 1024 * 1024;
+export const CHUNK_GC_BYTES = 8 * 1024 * 1024;
 
 setFlagsFromString('--expose-gc');
 const collect = runInNewContext('gc') as ((options: { type: 'minor' }) => void) | undefined;
