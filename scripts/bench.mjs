@@ -149,21 +149,43 @@ function readStatus(pid, field) {
   }
 }
 
-/** git-fcgi and its spawn helper (git-fcgi-spawnd, a child of the daemon), when it runs one. */
-function daemonPids(pid) {
-  const helpers = [];
+/** `pid` and those of its children whose command is `comm` (never the git processes it runs). */
+function withChildren(pid, comm) {
+  const children = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid && comm === 'git-fcgi-spawnd') helpers.push(Number(entry));
+      if (ppid === pid && name === comm) children.push(Number(entry));
     } catch {
       // gone meanwhile
     }
   }
-  return [pid, ...helpers];
+  return [pid, ...children];
+}
+
+/** git-fcgi and its spawn helper (git-fcgi-spawnd, a child of the daemon), when it runs one. */
+const daemonPids = (pid) => withChildren(pid, 'git-fcgi-spawnd');
+
+/**
+ * CPU seconds a server has used itself so far (utime + stime; not its children's): git-fcgi with
+ * its spawn helper, fcgiwrap with its workers, nginx with its workers.
+ */
+function ownCpuSeconds(system, pid) {
+  const comm = { nginx: 'nginx', fcgiwrap: 'fcgiwrap', 'fcgiwrap-c4': 'fcgiwrap' }[system];
+  let ticks = 0;
+  for (const p of comm ? withChildren(pid, comm) : daemonPids(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / 100; // USER_HZ
 }
 
 /** Peak RSS is the kernel's VmHWM, reset to the current RSS before each measured run; the helper's counts too. */
@@ -171,6 +193,13 @@ function resetPeakRss(pid) {
   for (const p of daemonPids(pid)) writeFileSync(`/proc/${p}/clear_refs`, '5');
 }
 const peakRssMb = (pid) => daemonPids(pid).reduce((sum, p) => sum + readStatus(p, 'VmHWM'), 0);
+
+/** CPU time used by the whole machine so far (all processes, user + system + irq), in seconds. */
+function machineCpuSeconds() {
+  const [, ...fields] = readFileSync('/proc/stat', 'latin1').split('\n')[0].trim().split(/\s+/);
+  const [user, nice, system, , , irq, softirq] = fields.map(Number);
+  return (user + nice + system + irq + softirq) / 100; // USER_HZ
+}
 
 /** A backend that reads its request body at a fixed rate, then answers: "a backend that reads slowly". */
 function writeSlowBackend(path) {
@@ -446,6 +475,9 @@ function makeCases(ctx) {
       async measure(system) {
         const base = join(work, 'clones');
         rmSync(base, { recursive: true, force: true });
+        const cpuBefore = machineCpuSeconds();
+        const serverBefore = ownCpuSeconds(system, servers[system].pid);
+        const nginxBefore = ownCpuSeconds('nginx', servers.nginx.pid);
         const started = process.hrtime.bigint();
         const results = await Promise.all(
           Array.from({ length: 32 }, (_, i) =>
@@ -456,9 +488,12 @@ function makeCases(ctx) {
           ),
         );
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        const cpuSeconds = machineCpuSeconds() - cpuBefore;
+        const serverCpuSeconds = ownCpuSeconds(system, servers[system].pid) - serverBefore;
+        const nginxCpuSeconds = ownCpuSeconds('nginx', servers.nginx.pid) - nginxBefore;
         rmSync(base, { recursive: true, force: true });
         const failures = results.filter((r) => r.code !== 0).length;
-        return { ok: true, seconds, failures };
+        return { ok: true, seconds, cpuSeconds, serverCpuSeconds, nginxCpuSeconds, failures };
       },
     },
     push: {
@@ -587,7 +622,12 @@ const METRICS = {
     ['MB/s', 'mbps', false],
   ],
   refs: [['requests/s', 'rps', false]],
-  clones: [['wall time, s', 'seconds', true]],
+  clones: [
+    ['wall time, s', 'seconds', true],
+    ['CPU of the whole machine (servers and clients), s', 'cpuSeconds', true],
+    ["the FastCGI server's own CPU (not git's), s", 'serverCpuSeconds', true],
+    ["nginx's CPU, s", 'nginxCpuSeconds', true],
+  ],
   push: [
     ['wall time, s', 'seconds', true],
     ['MB/s', 'mbps', false],
