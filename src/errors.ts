@@ -11,13 +11,14 @@ export type ErrorCode =
   // Request validation.
   | 'ERR_BAD_PATH'
   | 'ERR_NOT_FOUND'
+  // What git itself would die of (a broken gitfile or commondir): git's answer is 500.
+  | 'ERR_GIT_REFUSES'
   | 'ERR_METHOD'
   | 'ERR_BAD_REQUEST'
   // Access control (src/access): no or bad credentials, not allowed, too many failed logins.
   | 'ERR_UNAUTHENTICATED'
   | 'ERR_FORBIDDEN'
   | 'ERR_RATE_LIMITED'
-  | 'ERR_CONTENT_TYPE'
   // Backend (git http-backend) failures.
   | 'ERR_BACKEND_SPAWN'
   | 'ERR_BACKEND_EXIT'

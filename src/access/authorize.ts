@@ -19,13 +19,13 @@ export interface Grant {
   /** REMOTE_USER for the backend; absent: the front end's, as it came. */
   readonly remoteUser?: string | null;
   readonly env: Readonly<Record<string, string>>;
-  readonly gitConfig: ReadonlyArray<readonly [string, string]>;
 }
 
 /**
  * The authorisation stage, between target validation and anything touching the repository:
  * who is asking, may they, and what git and the hooks must learn about it. Refusals throw
- * AccessDenied (401, 403, 404, 429) before anything is spawned.
+ * AccessDenied (401, 403, 404, 429) before anything is spawned. A grant never widens what git
+ * allows: git http-backend still applies http.uploadpack/receivepack/getanyfile as configured.
  */
 export class Authorizer {
   private readonly identity: IdentityChecker;
@@ -43,7 +43,7 @@ export class Authorizer {
     const { access } = settings;
     if (!access.enabled) {
       const user = params.get('REMOTE_USER') || null;
-      return { user, env: hookEnv(user, [], target.repo, null), gitConfig: [] };
+      return { user, env: hookEnv(user, [], target.repo, null) };
     }
     const user = await this.identity.identify(access.auth, params, log);
     const decision = decide(access, target.repo, target.access, user);
@@ -62,8 +62,9 @@ export class Authorizer {
       user,
       remoteUser: user,
       env: { ...env, ...authType },
-      // The rule allowed this push: git http-backend must not refuse it, even for `anonymous`.
-      gitConfig: target.access === 'write' ? [['http.receivepack', 'true']] : [],
+      // Nothing that turns a service on: the rules only ever restrict what git itself allows.
+      // A push still needs git's own yes (a user, or http.receivepack = true for anonymous ones)
+      // and a repository's http.receivepack = false still refuses it.
     };
   }
 }

@@ -21,6 +21,11 @@ export function isAccessSection(name: string): boolean {
   return name === 'auth' || name === 'groups' || name.startsWith(REPO_PREFIX);
 }
 
+/** Sections read line by line: the access ones, and [env] (whose keys are case-sensitive names). */
+export function isLineSection(name: string): boolean {
+  return isAccessSection(name) || name === 'env';
+}
+
 const SECTION = /^\s*\[(.*)\]\s*$/;
 const ENTRY = /^\s*([^=]*?)\s*=\s*(.*?)\s*$/;
 const COMMENT = /^\s*(?:[;#]|$)/;
@@ -48,7 +53,7 @@ export function splitAccessSections(
     const header = SECTION.exec(line);
     if (header?.[1] !== undefined) {
       const name = header[1].trim();
-      if (!isAccessSection(name)) {
+      if (!isLineSection(name)) {
         current = null;
         return line;
       }

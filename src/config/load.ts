@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import ini from 'ini';
 import { NO_ACCESS_RULES, parseAccessConfig, type AccessConfig } from '../access/access-config.js';
 import { splitAccessSections } from '../access/ini-sections.js';
+import { ENV_SECTION, parseEnvSection } from './env-section.js';
 import { GitFcgiError } from '../errors.js';
 import { SETTINGS, type Config, type SettingDef, type SettingName } from './settings.js';
 
@@ -41,6 +42,7 @@ function configError(where: string, message: string): GitFcgiError {
 export function readConfigFile(file: string): {
   values: Map<SettingName, { raw: string; where: string }>;
   access: AccessConfig;
+  env: Readonly<Record<string, string>>;
 } {
   let whole: string;
   try {
@@ -50,10 +52,19 @@ export function readConfigFile(file: string): {
   }
   let text: string;
   let access: AccessConfig;
+  let env: Readonly<Record<string, string>>;
   try {
-    const split = splitAccessSections(whole, (line) => `${file}:${line}`);
+    const where = (line: number): string => `${file}:${line}`;
+    const split = splitAccessSections(whole, where);
     text = split.rest;
-    access = parseAccessConfig(split.sections, (line) => `${file}:${line}`);
+    access = parseAccessConfig(
+      split.sections.filter((s) => s.name !== ENV_SECTION),
+      where,
+    );
+    env = parseEnvSection(
+      split.sections.find((s) => s.name === ENV_SECTION),
+      where,
+    );
   } catch (err) {
     throw new GitFcgiError('ERR_CONFIG', (err as Error).message, { cause: err });
   }
@@ -78,7 +89,7 @@ export function readConfigFile(file: string): {
       values.set(name, { raw: String(value), where: `${file}:${line}: [${section}] ${key}` });
     }
   }
-  return { values, access };
+  return { values, access, env };
 }
 
 /** Built-in defaults < config file < command-line flags, validated, frozen. */
@@ -87,6 +98,7 @@ export function loadConfig(file: string | null, overrides: Overrides): Config {
   const fromFile = read?.values ?? new Map<SettingName, { raw: string; where: string }>();
   const config: Record<string, unknown> = {
     access: read?.access ?? NO_ACCESS_RULES,
+    env: read?.env ?? Object.freeze({}),
     configFile: file === null ? null : resolve(file),
   };
   for (const name of NAMES) {
@@ -123,6 +135,8 @@ export function formatConfig(config: Config): string {
     const shown = setting.show ? setting.show(value) : showValue(value);
     out.push(`${setting.key} = ${shown}`);
   }
+  const env = Object.entries(config.env);
+  if (env.length > 0) out.push(`\n[${ENV_SECTION}]`, ...env.map(([name, value]) => `${name} = ${value}`));
   return out.join('\n') + '\n';
 }
 

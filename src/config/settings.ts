@@ -254,12 +254,20 @@ export const SETTINGS = {
     show: (bytes) => (bytes === 0 ? '0 (off)' : String(bytes)),
     doc: 'Memory for ref advertisements (the first request of every fetch and clone) kept while nothing they depend on changes: refs, HEAD, packed-refs, config, packs, the git binary, checked with stat() on every request. A repeated advertisement is then served without running git. Only on local filesystems (not NFS/CIFS/FUSE), only for repositories with at most 256 loose refs and directories under refs/. 0: off. A reload (SIGHUP) empties it.',
   }),
+  home: def<string | null>({
+    section: 'git',
+    key: 'home',
+    default: null,
+    parse: nullable((raw) => (raw.trim() === 'none' ? 'none' : parseAbsolutePath(raw))),
+    show: (home) => home ?? "(the serving user's home directory)",
+    doc: "HOME for git and its hooks, as sshd sets it, so that the serving user's ~/.gitconfig (safe.directory, ...) is read. Unset: that user's home directory from the password database; none: no HOME at all.",
+  }),
   followSymlinks: def<boolean>({
     section: 'git',
     key: 'follow_symlinks',
     default: false,
     parse: parseBool,
-    doc: 'Serve repositories reached through symbolic links (never ones that resolve outside project_root).',
+    doc: 'Serve repositories reached through a symbolic link, a gitfile (`.git` file with `gitdir: PATH`) or a `commondir` file, as git would. Whatever is followed, git-fcgi never serves a repository that resolves outside project_root.',
   }),
   logLevel: def<LogLevel>({
     section: 'log',
@@ -306,4 +314,7 @@ type ValueOf<D> = D extends SettingDef<infer T> ? T : never;
  * The effective, validated configuration: one frozen object, every default filled in; with the
  * access rules ([auth], [groups], [repo:…] sections), which do not fit the one-value table.
  */
-export type Config = { readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> } & AccessSettings;
+export type Config = { readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> } & AccessSettings & {
+    /** The [env] section: variables added to every backend's environment. */
+    readonly env: Readonly<Record<string, string>>;
+  };

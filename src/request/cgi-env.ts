@@ -10,6 +10,10 @@ export interface BackendEnvOptions {
   /** Extra `git -c` style settings passed through GIT_CONFIG_COUNT/KEY/VALUE. */
   readonly gitConfig: ReadonlyArray<readonly [key: string, value: string]>;
   readonly serverSoftware: string;
+  /** HOME for git (the serving user's home by default, so ~/.gitconfig is read); null: unset. */
+  readonly home: string | null;
+  /** The admin's own variables ([env]), set before the request's: never one git-fcgi sets. */
+  readonly adminEnv: Readonly<Record<string, string>>;
   /** Set by access control: replaces the front end's REMOTE_USER (null: none). */
   readonly remoteUser?: string | null;
   /** Added last: the identity hooks see (GIT_FCGI_USER, GIT_FCGI_GROUPS, GIT_FCGI_REPO, ...). */
@@ -35,7 +39,18 @@ const PASSED_PARAMS = [
   'REQUEST_URI',
   'SCRIPT_NAME',
   'HTTPS',
+] as const;
+
+/**
+ * git's own variables a front end may set for a location (git-http-backend(1): `SetEnv`,
+ * `fastcgi_param`), passed as they come, empty values included: git tells set from unset.
+ * GIT_PROTOCOL and GIT_HTTP_EXPORT_ALL have rules of their own below.
+ */
+export const FRONT_END_GIT_VARIABLES = [
+  'GIT_COMMITTER_NAME',
+  'GIT_COMMITTER_EMAIL',
   'GIT_NAMESPACE',
+  'GIT_HTTP_MAX_REQUEST_BUFFER',
 ] as const;
 
 /**
@@ -60,18 +75,26 @@ export function buildBackendEnv(
   params: ReadonlyMap<string, string>,
   options: BackendEnvOptions,
 ): Record<string, string> {
-  const env: Record<string, string> = {
-    PATH: BACKEND_PATH,
-    LC_ALL: 'C',
+  // The admin's [env] may replace PATH and LC_ALL; config loading refuses every name set below.
+  const env: Record<string, string> = { PATH: BACKEND_PATH, LC_ALL: 'C', ...options.adminEnv };
+  Object.assign(env, {
     GATEWAY_INTERFACE: 'CGI/1.1',
     SERVER_SOFTWARE: options.serverSoftware,
     PATH_INFO: options.pathInfo,
     GIT_PROJECT_ROOT: options.projectRoot,
     GIT_FCGI_REQUEST_ID: options.requestId,
-  };
+  });
+  if (options.home !== null) env.HOME = options.home;
   for (const name of PASSED_PARAMS) {
     const value = params.get(name);
     if (value !== undefined && value !== '') env[name] = value;
+  }
+  if (options.maxRequestBufferBytes !== null) {
+    env.GIT_HTTP_MAX_REQUEST_BUFFER = String(options.maxRequestBufferBytes);
+  }
+  for (const name of FRONT_END_GIT_VARIABLES) {
+    const value = params.get(name);
+    if (value !== undefined) env[name] = value;
   }
   for (const [name, value] of params) {
     if (HEADER_PARAM.test(name) && !BLOCKED_HEADERS.has(name)) env[name] = value;
@@ -83,12 +106,14 @@ export function buildBackendEnv(
   if (user) env.REMOTE_USER = user;
   // git checks GIT_HTTP_EXPORT_ALL for presence, so nginx's `fastcgi_param GIT_HTTP_EXPORT_ALL ""` counts.
   if (options.exportAll || params.has('GIT_HTTP_EXPORT_ALL')) env.GIT_HTTP_EXPORT_ALL = '1';
-  const protocol = sanitizeGitProtocol(params.get('GIT_PROTOCOL') || params.get('HTTP_GIT_PROTOCOL'));
-  if (protocol !== undefined) env.GIT_PROTOCOL = protocol;
-  else delete env.HTTP_GIT_PROTOCOL;
-  if (options.maxRequestBufferBytes !== null) {
-    env.GIT_HTTP_MAX_REQUEST_BUFFER = String(options.maxRequestBufferBytes);
-  }
+  // A GIT_PROTOCOL param, even empty, is the front end's word (an empty one is git's documented
+  // way to force protocol v0): git http-backend then ignores the Git-Protocol header.
+  const fromFrontEnd = params.get('GIT_PROTOCOL');
+  const header = sanitizeGitProtocol(params.get('HTTP_GIT_PROTOCOL'));
+  if (header === undefined) delete env.HTTP_GIT_PROTOCOL;
+  if (fromFrontEnd !== undefined) env.GIT_PROTOCOL = sanitizeGitProtocol(fromFrontEnd) ?? '';
+  // git < 2.34 does not copy the header into GIT_PROTOCOL itself.
+  else if (header !== undefined) env.GIT_PROTOCOL = header;
   if (options.gitConfig.length > 0) {
     env.GIT_CONFIG_COUNT = String(options.gitConfig.length);
     options.gitConfig.forEach(([key, value], i) => {
@@ -99,3 +124,47 @@ export function buildBackendEnv(
   if (options.extraEnv !== undefined) Object.assign(env, options.extraEnv);
   return env;
 }
+
+/**
+ * Names the admin's [env] may not set: what git-fcgi sets for each request (CGI variables,
+ * request headers, git's variables above, its own), what has a setting of its own (HOME: home,
+ * GIT_PROJECT_ROOT: project_root, ...), and what would move git away from the repository
+ * git-fcgi located and checked (GIT_DIR, GIT_OBJECT_DIRECTORY, ...).
+ */
+export function reservedEnvName(name: string): string | null {
+  if (name === 'HOME') return 'set by [git] home';
+  if (name === 'GIT_PROJECT_ROOT') return 'set by [git] project_root';
+  if (name === 'GIT_HTTP_EXPORT_ALL') return 'set by [git] export_all';
+  if (name === 'GIT_HTTP_MAX_REQUEST_BUFFER') return 'set by [git] max_request_buffer';
+  if (/^GIT_CONFIG_(?:COUNT|KEY_\d+|VALUE_\d+)$/.test(name))
+    return 'used by git-fcgi for its own git settings';
+  if (name.startsWith('GIT_FCGI_')) return "git-fcgi's own";
+  if (HEADER_PARAM.test(name) || CGI_VARIABLES.has(name)) return 'a CGI variable, set per request';
+  if ((FRONT_END_GIT_VARIABLES as readonly string[]).includes(name) || name === 'GIT_PROTOCOL') {
+    return 'set per request by the front end (fastcgi_param, SetEnv)';
+  }
+  if (REPOSITORY_VARIABLES.has(name)) return 'would move git away from the repository git-fcgi located';
+  return null;
+}
+
+const CGI_VARIABLES: ReadonlySet<string> = new Set([
+  ...PASSED_PARAMS,
+  'GATEWAY_INTERFACE',
+  'SERVER_SOFTWARE',
+  'PATH_INFO',
+  'PATH_TRANSLATED',
+  'CONTENT_LENGTH',
+  'REMOTE_USER',
+]);
+
+const REPOSITORY_VARIABLES: ReadonlySet<string> = new Set([
+  'GIT_DIR',
+  'GIT_WORK_TREE',
+  'GIT_COMMON_DIR',
+  'GIT_OBJECT_DIRECTORY',
+  'GIT_ALTERNATE_OBJECT_DIRECTORIES',
+  'GIT_INDEX_FILE',
+  'GIT_CEILING_DIRECTORIES',
+  'GIT_DISCOVERY_ACROSS_FILESYSTEM',
+  'GIT_QUARANTINE_PATH',
+]);

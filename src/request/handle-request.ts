@@ -5,13 +5,15 @@ import type { Exchange, RequestHandler } from '../exchange.js';
 import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { buildBackendEnv } from './cgi-env.js';
-import { checkRpcContentType } from './content-type.js';
-import { derivePathInfo, parseGitTarget, resolveRepository, type GitTarget } from './repo-path.js';
+import { derivePathInfo, parseGitTarget, type GitTarget } from './repo-path.js';
+import { locateRepository, type Repository } from './locate-repository.js';
 import type { Spawner } from './backend-process.js';
 import { sendError } from './error-response.js';
 import { BackendRelay, type RelayOptions, type RelayResult } from './backend-relay.js';
-import { directAdvertisement, type DirectAdvertisement } from './advertise-refs.js';
-import type { CacheUse, RefAdvertisementCache } from './ref-cache.js';
+import type { RefAdvertisementCache } from '../advertisement/cache.js';
+import type { DirectAdvertisement } from '../advertisement/direct.js';
+import { fastPathFor, type FastPath } from '../advertisement/fast-path.js';
+import type { GitInstalls } from '../advertisement/git-install.js';
 
 /** What the request handler needs from the configuration (read per request, so reloads apply). */
 export interface HandlerSettings extends AccessSettings {
@@ -24,6 +26,10 @@ export interface HandlerSettings extends AccessSettings {
   readonly idleTimeoutMs: number;
   readonly killGraceMs: number;
   readonly serverSoftware: string;
+  /** HOME for the backends (resolved from `home`); null: none. */
+  readonly home: string | null;
+  /** The [env] section. */
+  readonly env: Readonly<Record<string, string>>;
 }
 
 /** What one request amounted to, as its access-log line says. */
@@ -56,6 +62,8 @@ export interface HandlerDeps {
   readonly events: RequestEvents;
   /** The ref advertisement cache in use; null when ref_cache = 0. */
   readonly refCache: () => RefAdvertisementCache | null;
+  /** The git installations behind the backends (versions), for the ref advertisement fast path. */
+  readonly gitInstalls: GitInstalls;
 }
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;
@@ -88,46 +96,56 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
   const settings = deps.settings();
   deps.events.accepted();
   let target: GitTarget | undefined;
+  let repository: Repository | undefined;
   let grant: Grant | undefined;
   let denied: AccessDenied | undefined;
   let result: RelayResult;
   try {
     target = validate(params);
-    grant = await authorizer.authorize(settings, target, params, log);
     const projectRoot = params.get('GIT_PROJECT_ROOT') || settings.projectRoot;
     if (!projectRoot) {
       throw new GitFcgiError('ERR_CONFIG', 'no project root: set project_root or pass GIT_PROJECT_ROOT', {
         status: 500,
       });
     }
-    const repoDir = await resolveRepository(projectRoot, target.repo, {
-      followSymlinks: settings.followSymlinks,
-    });
+    const found = locate(projectRoot, target.repo, settings);
+    if (found instanceof GitFcgiError) {
+      // The rules for the name asked for still come first: whoever may not see it learns no more
+      // (401 asks for credentials) than for a repository that exists.
+      await authorizer.authorize(settings, target, params, log);
+      throw found;
+    }
+    repository = found;
+    // Rules are matched against the repository git would serve, whatever alias reached it.
+    grant = await authorizer.authorize(settings, { ...target, repo: repository.name }, params, log);
+    const repoDir = repository.gitDir;
     const env = buildBackendEnv(params, {
       projectRoot,
       exportAll: settings.exportAll,
       pathInfo: target.pathInfo,
       requestId: id,
       maxRequestBufferBytes: settings.maxRequestBufferBytes,
-      gitConfig: [...gitConfigFor(settings), ...grant.gitConfig],
+      gitConfig: gitConfigFor(settings),
       serverSoftware: settings.serverSoftware,
+      home: settings.home,
+      adminEnv: settings.env,
       extraEnv: grant.env,
       ...(grant.remoteUser === undefined ? {} : { remoteUser: grant.remoteUser }),
     });
-    const direct =
+    const fast =
       target.kind === 'smart-refs'
-        ? directAdvertisement(settings.backend, target.service, repoDir, env)
+        ? fastPathFor(
+            { installs: deps.gitInstalls, cache: deps.refCache(), backend: settings.backend, log },
+            target.service,
+            repository,
+            env,
+          )
         : null;
-    const cacheUse =
-      direct !== null && target.service === 'git-upload-pack'
-        ? (deps.refCache()?.use(repoDir, direct.env, direct.dependsOn) ?? null)
-        : null;
-    const cached = cacheUse?.lookup() ?? null;
-    if (cached !== null && direct !== null) {
-      result = sendCached(exchange, direct, cached);
+    if (fast?.cached != null) {
+      result = sendCached(exchange, fast.direct, fast.cached);
       deps.events.servedFromCache();
     } else {
-      result = await runBackend(exchange, deps, settings, log, { repoDir, env, direct, cacheUse });
+      result = await runBackend(exchange, deps, settings, log, { repoDir, env, fast });
     }
   } catch (err) {
     if (err instanceof AccessDenied) denied = err;
@@ -145,7 +163,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     addr: params.get('REMOTE_ADDR'),
     user: userForLog(grant?.user ?? denied?.user, settings, params) || '-',
     method: params.get('REQUEST_METHOD'),
-    repo: target?.repo ?? '-',
+    repo: repository?.name ?? target?.repo ?? '-',
     service,
     status: result.status,
     in: result.bytesIn,
@@ -170,11 +188,12 @@ async function runBackend(
   how: {
     readonly repoDir: string;
     readonly env: Record<string, string>;
-    readonly direct: DirectAdvertisement | null;
-    readonly cacheUse: CacheUse | null;
+    readonly fast: FastPath | null;
   },
 ): Promise<RelayResult> {
-  const { repoDir, direct, cacheUse } = how;
+  const { repoDir, fast } = how;
+  const direct = fast?.direct ?? null;
+  const cacheUse = fast?.cacheUse ?? null;
   // Only the backend counts against max_children: refusals above cost nothing to wait for.
   const release = await deps.acquireSlot(exchange.signal);
   try {
@@ -246,6 +265,20 @@ function userForLog(
   return trusted ? params.get('REMOTE_USER') : null;
 }
 
+/** The repository, or why there is none (thrown by the caller once the rules had their say). */
+function locate(
+  projectRoot: string,
+  requested: string,
+  settings: HandlerSettings,
+): Repository | GitFcgiError {
+  try {
+    return locateRepository(projectRoot, requested, { followSymlinks: settings.followSymlinks });
+  } catch (err) {
+    if (err instanceof GitFcgiError && err.code !== 'ERR_CONFIG') return err;
+    throw err;
+  }
+}
+
 function validate(params: ReadonlyMap<string, string>): GitTarget {
   const pathInfo = derivePathInfo(params);
   if (pathInfo === undefined)
@@ -254,8 +287,10 @@ function validate(params: ReadonlyMap<string, string>): GitTarget {
     pathInfo,
     params.get('QUERY_STRING') ?? '',
     params.get('REQUEST_METHOD') ?? '',
+    params.get('SERVER_PROTOCOL') ?? 'HTTP/1.1',
   );
-  checkRpcContentType(target, params.get('CONTENT_TYPE'));
+  // No Content-Type check here: git http-backend checks it only once the repository is found,
+  // exported and the service enabled (404 and 403 come first); its 415 is the answer.
   return target;
 }
 

@@ -1,5 +1,3 @@
-import { lstatSync, realpathSync, statSync, type Stats } from 'node:fs';
-import path from 'node:path';
 import { GitFcgiError } from '../errors.js';
 
 export type GitService = 'git-upload-pack' | 'git-receive-pack' | 'git-upload-archive';
@@ -99,19 +97,33 @@ function decodeRequestPath(requestUri: string): string | undefined {
   }
 }
 
-/** Validates the path and maps it onto one of git http-backend's routes. */
-export function parseGitTarget(pathInfo: string, queryString: string, method: string): GitTarget {
+/**
+ * Validates the path and maps it onto one of git http-backend's routes, refusing what git
+ * http-backend refuses as it does: no route is 404; a route with another method is 405 with
+ * Allow (400 when the request is not HTTP/1.1, as git's bad_request() answers).
+ */
+export function parseGitTarget(
+  pathInfo: string,
+  queryString: string,
+  method: string,
+  serverProtocol = 'HTTP/1.1',
+): GitTarget {
   const relative = checkPath(pathInfo);
-  if (method !== 'GET' && method !== 'HEAD' && method !== 'POST') {
-    throw new GitFcgiError('ERR_METHOD', `method ${JSON.stringify(method)} is not allowed`, { status: 405 });
-  }
   const normalized = `/${relative}`;
   for (const route of ROUTES) {
     const match = route.pattern.exec(normalized);
     if (!match) continue;
     if (route.method !== (method === 'HEAD' ? 'GET' : method)) {
+      if (serverProtocol !== 'HTTP/1.1') {
+        throw new GitFcgiError('ERR_METHOD', `${method} ${normalized}: allowed ${route.method}`, {
+          status: 400,
+        });
+      }
       const allow = route.method === 'GET' ? 'GET, HEAD' : 'POST';
-      throw new GitFcgiError('ERR_METHOD', `${method} ${normalized}: allowed ${allow}`, { status: 405 });
+      throw new GitFcgiError('ERR_METHOD', `${method} ${normalized}: allowed ${allow}`, {
+        status: 405,
+        headers: [['Allow', allow]],
+      });
     }
     const repo = normalized.slice(1, match.index);
     if (repo === '') throw notFound(`${normalized}: no repository before the route`);
@@ -148,7 +160,12 @@ function serviceFromQuery(queryString: string): GitService | null {
   for (const [name, value] of new URLSearchParams(queryString)) {
     if (name.includes('\0') || value.includes('\0')) throw badRequest('NUL in the query string');
     if (name !== 'service') continue;
-    if (!isService(value)) throw badRequest(`unsupported service ${JSON.stringify(value)}`);
+    // git http-backend's select_service(): 403 for a service it does not know.
+    if (!isService(value)) {
+      throw new GitFcgiError('ERR_FORBIDDEN', `unsupported service ${JSON.stringify(value)}`, {
+        status: 403,
+      });
+    }
     if (service !== undefined && service !== value) throw badRequest('conflicting service parameters');
     service = value;
   }
@@ -161,102 +178,6 @@ function isService(value: string): value is GitService {
 
 function accessOf(service: GitService | null): 'read' | 'write' {
   return service === 'git-receive-pack' ? 'write' : 'read';
-}
-
-/**
- * The repository's real path under the project root. Everything that is not an existing bare
- * repository strictly inside the root (after symlinks) is ERR_NOT_FOUND, the reason in the message.
- */
-export async function resolveRepository(
-  projectRoot: string,
-  repo: string,
-  options: { readonly followSymlinks: boolean },
-): Promise<string> {
-  const segments = repo.split('/');
-  if (repo === '' || path.isAbsolute(repo) || repo.includes('\0') || segments.some(isDotSegment)) {
-    throw badPath(`repository ${JSON.stringify(repo)} is not a clean relative path`);
-  }
-  // Synchronous on purpose: a few metadata look-ups answered from the dentry cache take
-  // microseconds, less than one round trip through libuv's thread pool (measured: 0.2 ms of
-  // CPU per request less). Through the root as given: with no '.' or '..' in `repo`, the kernel
-  // resolves the same paths as under the root's real path.
-  const unresolved = path.join(projectRoot, repo);
-  const rootReal = settle(() => realpathSync(projectRoot));
-  const links = options.followSymlinks
-    ? []
-    : segments.map((_, i) => settle(() => lstatSync(path.join(projectRoot, ...segments.slice(0, i + 1)))));
-  const real = options.followSymlinks ? settle(() => realpathSync(unresolved)) : null;
-  const head = settle(() => statOrNull(path.join(unresolved, 'HEAD')));
-  const objects = settle(() => statOrNull(path.join(unresolved, 'objects')));
-  if (!rootReal.ok) {
-    throw new GitFcgiError('ERR_CONFIG', `project root ${projectRoot} is not accessible`, {
-      status: 500,
-      cause: rootReal.error,
-    });
-  }
-  const root = rootReal.value;
-  const where = `${repo} under ${root}`;
-  const candidate = path.join(root, repo);
-  let current = root;
-  for (const [i, link] of links.entries()) {
-    current = path.join(current, segments[i] ?? '');
-    if (!link.ok) throw fsFailure(link.error, where);
-    if (link.value.isSymbolicLink()) {
-      throw notFound(`${where}: ${current} is a symlink and symlinks are not followed`);
-    }
-    if (!link.value.isDirectory()) throw notFound(`${where}: ${current} is not a directory`);
-  }
-  // Without symlinks on the way, the path under the real root is already the real path.
-  if (real !== null && !real.ok) throw fsFailure(real.error, where);
-  const resolved = real === null ? candidate : real.value;
-  const inside = root.endsWith(path.sep) ? root : root + path.sep;
-  if (!resolved.startsWith(inside))
-    throw notFound(`${where}: resolves to ${resolved}, outside the project root`);
-  if (!head.ok) throw fsFailure(head.error, where);
-  if (!objects.ok) throw fsFailure(objects.error, where);
-  if (!head.value?.isFile() || !objects.value?.isDirectory()) {
-    throw notFound(`${where}: not a git directory (HEAD, objects/)`);
-  }
-  return resolved;
-}
-
-type Settled<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
-
-function settle<T>(look: () => T): Settled<T> {
-  try {
-    return { ok: true, value: look() };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
-
-function isDotSegment(segment: string): boolean {
-  return segment === '' || segment === '.' || segment === '..';
-}
-
-function statOrNull(file: string): Stats | null {
-  try {
-    return statSync(file);
-  } catch (err) {
-    if (isMissing(err)) return null;
-    throw err;
-  }
-}
-
-const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'EACCES', 'EPERM']);
-
-function errnoCode(err: unknown): string | undefined {
-  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
-}
-
-function isMissing(err: unknown): boolean {
-  return MISSING.has(errnoCode(err) ?? '');
-}
-
-function fsFailure(err: unknown, where: string): GitFcgiError {
-  const code = errnoCode(err) ?? 'error';
-  if (isMissing(err)) return notFound(`${where}: ${code}`, err);
-  return new GitFcgiError('ERR_INTERNAL', `${where}: ${code}`, { status: 500, cause: err });
 }
 
 function notFound(message: string, cause?: unknown): GitFcgiError {

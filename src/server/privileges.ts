@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { userInfo } from 'node:os';
 import { GitFcgiError } from '../errors.js';
 import type { Owner } from '../config/values.js';
 
@@ -7,6 +8,8 @@ export interface Identity {
   readonly user: string;
   readonly uid: number;
   readonly gid: number;
+  /** The home directory in the password database ('' when it names none). */
+  readonly home: string;
 }
 
 /** Numeric owner for chown; -1 leaves that part unchanged. */
@@ -38,8 +41,8 @@ function getent(database: 'passwd' | 'group', name: string): string[] {
 }
 
 export function lookupUser(name: string): Identity {
-  const [user = name, , uid, gid] = getent('passwd', name);
-  return { user, uid: Number(uid), gid: Number(gid) };
+  const [user = name, , uid, gid, , home = ''] = getent('passwd', name);
+  return { user, uid: Number(uid), gid: Number(gid), home };
 }
 
 export function lookupGroup(name: string): number {
@@ -78,6 +81,21 @@ export function checkRunAs(identity: Identity | null, allowRoot: boolean): void 
     throw privilegeError(
       'refusing to run as root: set user (e.g. --user git), or allow_root = true (--allow-root) if you mean it',
     );
+  }
+}
+
+/**
+ * HOME for the backends: `home` as configured ('none': no HOME), else the home directory of the
+ * user git-fcgi serves as, as sshd would set it; null when the password database has none.
+ */
+export function backendHome(home: string | null, runAs: Identity | null): string | null {
+  if (home === 'none') return null;
+  if (home !== null) return home;
+  if (runAs !== null) return runAs.home || null;
+  try {
+    return userInfo().homedir || null;
+  } catch {
+    return null; // a uid without a passwd entry (containers): no HOME, as before
   }
 }
 

@@ -3,13 +3,15 @@ import { effectiveQueue, type Config } from '../config/settings.js';
 import { GitFcgiError, describeError } from '../errors.js';
 import type { ClosableLogger, LogOptions, Logger } from '../log.js';
 import { spawnBackend } from '../request/backend-process.js';
-import { RefAdvertisementCache } from '../request/ref-cache.js';
+import { RefAdvertisementCache } from '../advertisement/cache.js';
+import { GitInstalls } from '../advertisement/git-install.js';
 import { createRequestHandler, type HandlerSettings } from '../request/handle-request.js';
 import { SPAWN_HELPER_PATH, SpawnHelper } from '../request/spawn-helper.js';
 import { Daemon } from './daemon.js';
 import { Limiter } from './limiter.js';
 import { writePidFile } from './pid-file.js';
 import {
+  backendHome,
   checkRunAs,
   dropPrivileges,
   resolveOwner,
@@ -70,10 +72,11 @@ export class Service {
   private removePidFile: () => string | null = () => null;
   private helper: SpawnHelper | null = null;
   private refCache: RefAdvertisementCache | null;
+  private readonly gitInstalls = new GitInstalls();
 
   private constructor(
     private readonly options: ServiceOptions,
-    checked: Preflight,
+    private readonly checked: Preflight,
   ) {
     this.config = options.config;
     this.handlerSettings = this.settingsFor(options.config);
@@ -100,6 +103,7 @@ export class Service {
           this.helper?.available === true ? this.helper.spawn(...how) : spawnBackend(...how),
         events: this.stats,
         refCache: () => this.refCache,
+        gitInstalls: this.gitInstalls,
       }),
     });
   }
@@ -116,6 +120,7 @@ export class Service {
       if (checked.runAs !== null) dropPrivileges(checked.runAs);
       // After the privilege drop: the helper, and so every backend, runs as the configured user.
       service.helper = await startSpawnHelper(options.config.spawnHelper, options.log);
+      await service.probeGit(options.config);
       service.daemon.open();
     } catch (err) {
       await service.daemon.stop(0);
@@ -147,8 +152,20 @@ export class Service {
         this.limiter.update(limits(next));
         // A reload also empties the ref cache: how an admin makes git-fcgi forget what it kept.
         this.refCache = refCacheFor(next);
+        await this.probeGit(next);
         this.daemon.reconfigure(next);
       },
+    });
+  }
+
+  /** Learns the version of the git behind the backend before the first request needs it. */
+  private async probeGit(config: Config): Promise<void> {
+    const install = this.gitInstalls.of(this.options.backendFor(config));
+    if (install === null) return;
+    const version = await this.gitInstalls.probe(install.program);
+    this.options.log.debug('git behind the backend', {
+      program: install.program,
+      version: version ?? 'unknown',
     });
   }
 
@@ -166,6 +183,7 @@ export class Service {
       ...config,
       backend: this.options.backendFor(config),
       serverSoftware: this.options.serverSoftware,
+      home: backendHome(config.home, this.checked.runAs),
     });
   }
 }

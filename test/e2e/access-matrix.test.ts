@@ -135,6 +135,8 @@ async function setUp(suite: Cleanup, mode: Mode): Promise<Fixture> {
   const work = await tmpDir(suite, `acl-work-${mode}-`);
   let head = '';
   for (const repo of REPOS) head = (await createBareRepo(suite, root, repo, { commits: 2 })).head;
+  // The rules only restrict what git allows: an anonymous push also needs git's own yes.
+  await git(suite, ['config', 'http.receivepack', 'true'], { cwd: join(root, 'sandbox/play.git') });
   const first = (await git(suite, ['rev-parse', `${head}^`], { cwd: join(root, REPOS[0]) })).stdout
     .toString()
     .trim();

@@ -10,7 +10,7 @@ import { gitLocation, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { createBareRepo, git } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { isLocalFilesystem } from '../../src/request/ref-cache.js';
+import { isLocalFilesystem } from '../../src/advertisement/depends-on.js';
 
 /** Longer than the cache's racy window on a filesystem with sub-second timestamps (100 ms). */
 const SETTLE_MS = 250;

@@ -34,7 +34,7 @@ const params = (entries: Record<string, string>) =>
   new Map(Object.entries({ REMOTE_ADDR: '10.0.0.9', ...entries }));
 
 describe('Authorizer', () => {
-  it('nginx mode: REMOTE_USER is the user; an allowed push gets http.receivepack and the hook variables', async () => {
+  it("nginx mode: REMOTE_USER is the user; an allowed push gets the hook variables and nothing that turns git's services on", async () => {
     const settings = { access: accessFrom(RULES), configFile: '/etc/git-fcgi.ini' };
     const grant = await new Authorizer(quiet).authorize(
       settings,
@@ -43,7 +43,7 @@ describe('Authorizer', () => {
       quiet,
     );
     assert.equal(grant.user, 'bob');
-    assert.deepEqual(grant.gitConfig, [['http.receivepack', 'true']]);
+    assert.equal('gitConfig' in grant, false, 'no http.receivepack: the repository config still decides');
     assert.deepEqual(grant.env, {
       GIT_FCGI_USER: 'bob',
       GIT_FCGI_GROUPS: 'devs',
@@ -76,7 +76,7 @@ describe('Authorizer', () => {
     );
     assert.equal(grant.user, null, 'anonymous, whatever nginx said');
     assert.equal(grant.remoteUser, null);
-    assert.deepEqual(grant.gitConfig, [['http.receivepack', 'true']], 'anonymous push, as the rule allows');
+    assert.equal('gitConfig' in grant, false, "an anonymous push still needs git's own http.receivepack");
   });
 
   it('htpasswd mode: a malformed Authorization header is a failed login', async () => {
@@ -101,7 +101,6 @@ describe('Authorizer', () => {
       quiet,
     );
     assert.equal(grant.remoteUser, undefined);
-    assert.deepEqual(grant.gitConfig, []);
     assert.equal(grant.env.GIT_FCGI_USER, 'eve');
   });
 });
@@ -114,6 +113,8 @@ describe('buildBackendEnv with a grant', () => {
     requestId: 'r1',
     maxRequestBufferBytes: null,
     serverSoftware: 'git-fcgi/test',
+    home: null,
+    adminEnv: {},
   };
   const front = params({
     REMOTE_USER: 'forged',

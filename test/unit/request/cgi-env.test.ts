@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BACKEND_PATH, buildBackendEnv, type BackendEnvOptions } from '../../../src/request/cgi-env.js';
+import {
+  BACKEND_PATH,
+  buildBackendEnv,
+  reservedEnvName,
+  type BackendEnvOptions,
+} from '../../../src/request/cgi-env.js';
 
 const options: BackendEnvOptions = {
   projectRoot: '/srv/git',
@@ -10,6 +15,8 @@ const options: BackendEnvOptions = {
   maxRequestBufferBytes: null,
   gitConfig: [],
   serverSoftware: 'git-fcgi/test',
+  home: null,
+  adminEnv: {},
 };
 
 /** Params as nginx sends them with `include fastcgi_params` and our location block. */
@@ -91,17 +98,77 @@ describe('buildBackendEnv', () => {
     assert.equal(buildBackendEnv(params, options).GIT_HTTP_EXPORT_ALL, '1');
   });
 
-  test('GIT_PROTOCOL: the param, else the header; malformed values dropped entirely', () => {
+  test('GIT_PROTOCOL: the param, else the header; malformed values dropped', () => {
     const headerOnly = new Map([...nginxParams].filter(([k]) => k !== 'GIT_PROTOCOL'));
     assert.equal(buildBackendEnv(headerOnly, options).GIT_PROTOCOL, 'version=2');
-    const bad = new Map([
+    const badHeader = new Map([...headerOnly, ['HTTP_GIT_PROTOCOL', 'version=2\nX=1']]);
+    assert.equal(buildBackendEnv(badHeader, options).GIT_PROTOCOL, undefined);
+    assert.equal(buildBackendEnv(badHeader, options).HTTP_GIT_PROTOCOL, undefined);
+    // A malformed param is still the front end's word: protocol v0, not the header.
+    const badParam = new Map([...nginxParams, ['GIT_PROTOCOL', 'version=2\nX=1']]);
+    assert.equal(buildBackendEnv(badParam, options).GIT_PROTOCOL, '');
+  });
+
+  test('an empty GIT_PROTOCOL param forces protocol v0, whatever the Git-Protocol header says', () => {
+    const forced = new Map([...nginxParams, ['GIT_PROTOCOL', '']]);
+    const env = buildBackendEnv(forced, options);
+    assert.equal(env.GIT_PROTOCOL, '');
+    assert.equal(env.HTTP_GIT_PROTOCOL, 'version=2', 'git http-backend sees both, and keeps GIT_PROTOCOL');
+  });
+
+  test("git's variables from the front end pass as they come, empty ones included", () => {
+    const params = new Map([
       ...nginxParams,
-      ['GIT_PROTOCOL', 'version=2\nX=1'],
-      ['HTTP_GIT_PROTOCOL', 'version=2\nX=1'],
+      ['GIT_COMMITTER_NAME', 'Push Bot'],
+      ['GIT_COMMITTER_EMAIL', ''],
+      ['GIT_NAMESPACE', 'tenant'],
+      ['GIT_HTTP_MAX_REQUEST_BUFFER', '20M'],
     ]);
-    const env = buildBackendEnv(bad, options);
-    assert.equal(env.GIT_PROTOCOL, undefined);
-    assert.equal(env.HTTP_GIT_PROTOCOL, undefined);
+    const env = buildBackendEnv(params, { ...options, maxRequestBufferBytes: 1024 });
+    assert.equal(env.GIT_COMMITTER_NAME, 'Push Bot');
+    assert.equal(env.GIT_COMMITTER_EMAIL, '');
+    assert.equal(env.GIT_NAMESPACE, 'tenant');
+    assert.equal(env.GIT_HTTP_MAX_REQUEST_BUFFER, '20M', "the location's value over the daemon-wide setting");
+    // Never from request headers: a client's header is HTTP_*, which git does not read as these.
+    const fromHeaders = buildBackendEnv(new Map([['HTTP_GIT_COMMITTER_NAME', 'Mallory']]), options);
+    assert.equal(fromHeaders.GIT_COMMITTER_NAME, undefined);
+  });
+
+  test("HOME and the admin's [env]: HOME when given, [env] before the request's variables", () => {
+    assert.equal(buildBackendEnv(nginxParams, options).HOME, undefined);
+    const env = buildBackendEnv(nginxParams, {
+      ...options,
+      home: '/var/lib/git',
+      adminEnv: { GNUPGHOME: '/etc/git-fcgi/gnupg', PATH: '/opt/hooks/bin:/usr/bin:/bin' },
+    });
+    assert.equal(env.HOME, '/var/lib/git');
+    assert.equal(env.GNUPGHOME, '/etc/git-fcgi/gnupg');
+    assert.equal(env.PATH, '/opt/hooks/bin:/usr/bin:/bin');
+    assert.equal(env.LC_ALL, 'C');
+  });
+
+  test('[env] may not set what git-fcgi sets per request or what would move the repository', () => {
+    for (const name of [
+      'HOME',
+      'GIT_PROJECT_ROOT',
+      'PATH_INFO',
+      'REMOTE_USER',
+      'REQUEST_METHOD',
+      'HTTP_HOST',
+      'GIT_PROTOCOL',
+      'GIT_COMMITTER_NAME',
+      'GIT_CONFIG_COUNT',
+      'GIT_CONFIG_KEY_0',
+      'GIT_FCGI_USER',
+      'GIT_DIR',
+      'GIT_OBJECT_DIRECTORY',
+      'GIT_HTTP_EXPORT_ALL',
+    ]) {
+      assert.notEqual(reservedEnvName(name), null, name);
+    }
+    for (const name of ['GNUPGHOME', 'PATH', 'LC_ALL', 'TZ', 'GIT_TRACE', 'GIT_CONFIG_NOSYSTEM']) {
+      assert.equal(reservedEnvName(name), null, name);
+    }
   });
 
   test('CONTENT_LENGTH only when it is a number', () => {

@@ -1,16 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
+import { describe, it } from 'node:test';
 import { GitFcgiError } from '../../../src/errors.js';
 import {
   MAX_PATH_BYTES,
   derivePathInfo,
   parseGitTarget,
-  resolveRepository,
   type GitTarget,
 } from '../../../src/request/repo-path.js';
 
@@ -275,13 +269,37 @@ describe('parseGitTarget: methods', () => {
     ['/x.git/git-receive-pack', 'PATCH'],
     ['/x.git/info/refs', 'get'],
     ['/x.git/info/refs', ''],
-    ['/x.git/config', 'PROPFIND'],
   ];
   for (const [pathInfo, method] of wrong) {
     it(`${JSON.stringify(method)} ${pathInfo} is ERR_METHOD (405)`, () => {
       assert.throws(() => parseGitTarget(pathInfo, '', method), isError('ERR_METHOD', 405));
     });
   }
+
+  it("says what is allowed, as git's bad_request() does; 400 when the request is not HTTP/1.1", () => {
+    const allowed = (pathInfo: string, method: string): unknown => {
+      try {
+        parseGitTarget(pathInfo, '', method);
+      } catch (err) {
+        return err instanceof GitFcgiError ? err.headers : err;
+      }
+      return null;
+    };
+    assert.deepEqual(allowed('/x.git/info/refs', 'PUT'), [['Allow', 'GET, HEAD']]);
+    assert.deepEqual(allowed('/x.git/git-upload-pack', 'GET'), [['Allow', 'POST']]);
+    assert.throws(
+      () => parseGitTarget('/x.git/info/refs', '', 'PUT', 'HTTP/1.0'),
+      isError('ERR_METHOD', 400),
+    );
+    assert.throws(
+      () => parseGitTarget('/x.git/info/refs', '', 'POST', 'HTTP/2.0'),
+      isError('ERR_METHOD', 400),
+    );
+  });
+
+  it('a method on a path that is no route is 404, as git answers it', () => {
+    assert.throws(() => parseGitTarget('/x.git/config', '', 'PROPFIND'), isError('ERR_NOT_FOUND', 404));
+  });
 });
 
 describe('parseGitTarget: bad paths', () => {
@@ -350,136 +368,31 @@ describe('parseGitTarget: info/refs query', () => {
     assert.equal(refs('service=git-upload-pack&service=git-upload-pack').service, 'git-upload-pack');
   });
 
-  const rejected: Array<[string, string]> = [
+  const unsupported: Array<[string, string]> = [
     ['service=git-foo', 'an unknown service'],
     ['service=receive-pack', 'a service without git-'],
     ['service=GIT-RECEIVE-PACK', 'a service in the wrong case'],
     ['service=', 'an empty service'],
     ['service', 'a service without a value (git would read the next parameter as its value)'],
     ['service&git-receive-pack', "git's reading of that: service=git-receive-pack"],
+    ['service=git-upload-pack+', 'a plus (a space) after the service'],
+  ];
+  for (const [query, what] of unsupported) {
+    it(`refuses ${what} with ERR_FORBIDDEN (403), as git's select_service() does`, () => {
+      assert.throws(() => refs(query), isError('ERR_FORBIDDEN', 403));
+    });
+  }
+
+  const rejected: Array<[string, string]> = [
     ['service=git-upload-pack&service=git-receive-pack', 'conflicting services (git takes the last)'],
     ['service=git-receive-pack&service=git-upload-pack', 'conflicting services, other order'],
     ['service=git-receive-pack%00', 'a NUL in the value (git stops there)'],
     ['service%00x=git-receive-pack', 'a NUL in a name (git would see "service")'],
     ['service=git-upload-pack%00git-receive-pack', 'a NUL hiding a second value'],
-    ['service=git-upload-pack+', 'a plus (a space) after the service'],
   ];
   for (const [query, what] of rejected) {
     it(`rejects ${what} with ERR_BAD_REQUEST (400)`, () => {
       assert.throws(() => refs(query), isError('ERR_BAD_REQUEST', 400));
     });
   }
-});
-
-describe('resolveRepository', () => {
-  let base = '';
-  let root = '';
-  let outside = '';
-
-  const git = promisify(execFile);
-  const expectNotFound = (err: unknown): boolean => isError('ERR_NOT_FOUND', 404)(err);
-
-  before(async () => {
-    base = await mkdtemp(path.join(tmpdir(), 'git-fcgi-repo-path-'));
-    root = path.join(base, 'root');
-    outside = path.join(base, 'outside');
-    await mkdir(path.join(root, 'team'), { recursive: true });
-    await mkdir(outside);
-    await git('git', ['init', '--quiet', '--bare', path.join(root, 'team', 'app.git')]);
-    await git('git', ['init', '--quiet', '--bare', path.join(root, 'top.git')]);
-    await git('git', ['init', '--quiet', '--bare', path.join(outside, 'secret.git')]);
-    await git('git', ['init', '--quiet', path.join(root, 'worktree')]);
-    await mkdir(path.join(root, 'plain'));
-    await mkdir(path.join(root, 'half.git'));
-    await writeFile(path.join(root, 'half.git', 'HEAD'), 'ref: refs/heads/main\n');
-    await mkdir(path.join(root, 'dirhead.git', 'HEAD'), { recursive: true });
-    await mkdir(path.join(root, 'dirhead.git', 'objects'));
-    await writeFile(path.join(root, 'file.git'), 'not a directory\n');
-    await symlink(path.join(outside, 'secret.git'), path.join(root, 'escape.git'));
-    await symlink('..', path.join(root, 'team', 'up'));
-    await symlink(path.join('team', 'app.git'), path.join(root, 'alias.git'));
-    await symlink('team', path.join(root, 'teamlink'));
-    await symlink('loop.git', path.join(root, 'loop.git'));
-    await symlink('.', path.join(root, 'self.git'));
-    await symlink(root, path.join(outside, 'root-link'));
-  });
-  after(async () => {
-    if (base) await rm(base, { recursive: true, force: true });
-  });
-
-  for (const followSymlinks of [false, true]) {
-    describe(`followSymlinks: ${followSymlinks}`, () => {
-      it('returns the real path of a bare repository', async () => {
-        const expected = await realpath(path.join(root, 'team', 'app.git'));
-        assert.equal(await resolveRepository(root, 'team/app.git', { followSymlinks }), expected);
-        assert.equal(
-          await resolveRepository(root, 'top.git', { followSymlinks }),
-          await realpath(path.join(root, 'top.git')),
-        );
-      });
-
-      it('accepts a project root that is itself a symlink', async () => {
-        const expected = await realpath(path.join(root, 'team', 'app.git'));
-        const linkedRoot = path.join(outside, 'root-link');
-        assert.equal(await resolveRepository(linkedRoot, 'team/app.git', { followSymlinks }), expected);
-      });
-
-      const missing: Array<[string, string]> = [
-        ['nope.git', 'a missing repository'],
-        ['team/nope.git', 'a missing repository in a group'],
-        ['plain', 'a directory without HEAD'],
-        ['half.git', 'a directory with HEAD but no objects/'],
-        ['dirhead.git', 'a directory whose HEAD is a directory'],
-        ['file.git', 'a regular file'],
-        ['file.git/x', 'a path through a regular file'],
-        ['worktree', 'a non-bare working tree'],
-        ['team', 'a group directory'],
-        ['escape.git', 'a symlink pointing outside the root'],
-        ['team/up/outside/secret.git', 'a symlink climbing out of the root'],
-        ['loop.git', 'a symlink loop'],
-        ['self.git', 'a symlink to the root itself'],
-      ];
-      for (const [repo, what] of missing) {
-        it(`${what} is ERR_NOT_FOUND (404)`, async () => {
-          await assert.rejects(resolveRepository(root, repo, { followSymlinks }), expectNotFound);
-        });
-      }
-
-      it('refuses a repository that is not a clean relative path', async () => {
-        for (const repo of ['', '../outside/secret.git', 'team/../top.git', '/etc', 'a//b', 'a\0b']) {
-          await assert.rejects(
-            resolveRepository(root, repo, { followSymlinks }),
-            isError('ERR_BAD_PATH', 400),
-          );
-        }
-      });
-
-      it('reports a missing project root as ERR_CONFIG (500)', async () => {
-        await assert.rejects(
-          resolveRepository(path.join(base, 'no-such-root'), 'top.git', { followSymlinks }),
-          isError('ERR_CONFIG', 500),
-        );
-      });
-    });
-  }
-
-  it('explains the escape in the message', async () => {
-    await assert.rejects(
-      resolveRepository(root, 'escape.git', { followSymlinks: true }),
-      /outside the project root/,
-    );
-    await assert.rejects(resolveRepository(root, 'escape.git', { followSymlinks: false }), /symlink/);
-  });
-
-  it('refuses a symlink to a repository inside the root unless symlinks are followed', async () => {
-    const expected = await realpath(path.join(root, 'team', 'app.git'));
-    await assert.rejects(resolveRepository(root, 'alias.git', { followSymlinks: false }), expectNotFound);
-    assert.equal(await resolveRepository(root, 'alias.git', { followSymlinks: true }), expected);
-  });
-
-  it('refuses a symlinked directory on the way unless symlinks are followed', async () => {
-    const expected = await realpath(path.join(root, 'team', 'app.git'));
-    await assert.rejects(resolveRepository(root, 'teamlink/app.git', { followSymlinks: false }), /symlink/);
-    assert.equal(await resolveRepository(root, 'teamlink/app.git', { followSymlinks: true }), expected);
-  });
 });

@@ -4,17 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import {
-  MAX_WATCHED_PATHS,
-  RefAdvertisementCache,
-  refCacheKey,
-  takeSnapshot,
-} from '../../../src/request/ref-cache.js';
+import { RefAdvertisementCache, refCacheKey } from '../../../src/advertisement/cache.js';
+import { MAX_WATCHED_PATHS, takeSnapshot, type Dependencies } from '../../../src/advertisement/depends-on.js';
+
+/** What the cache watches of a plain repository (depends-on.ts), plus `extra` files. */
+function depsOf(repo: string, extra: readonly string[] = []): Dependencies {
+  const files = ['', 'HEAD', 'packed-refs', 'config', 'objects/pack'].map((f) => join(repo, f));
+  return { links: [], files: [...files, ...extra], trees: [join(repo, 'refs')] };
+}
 
 const SHA_A = `${'a'.repeat(40)}\n`;
 const SHA_B = `${'b'.repeat(40)}\n`;
 
-describe('ref cache: keys', () => {
+describe('advertisement cache: keys', () => {
   const env = {
     PATH: '/usr/bin',
     GIT_PROTOCOL: 'version=2',
@@ -57,7 +59,7 @@ describe('ref cache: keys', () => {
   });
 });
 
-describe('ref cache: snapshots', () => {
+describe('advertisement cache: snapshots', () => {
   let dir: string;
   let repo: string;
 
@@ -75,7 +77,7 @@ describe('ref cache: snapshots', () => {
 
   test('a snapshot covers the repository files, every directory and ref under refs/, and the extra files', () => {
     const extra = join(dir, 'gitconfig-missing');
-    const snapshot = takeSnapshot(repo, [extra]);
+    const snapshot = takeSnapshot(depsOf(repo, [extra]), repo);
     assert.ok(snapshot !== null);
     for (const path of [
       'HEAD',
@@ -96,20 +98,20 @@ describe('ref cache: snapshots', () => {
   test('a change within the racy window is not kept; the same files a moment later are', async () => {
     await writeFile(join(repo, 'refs', 'heads', 'main'), SHA_B, { flag: 'r+' });
     const changedAt = Date.now();
-    assert.equal(takeSnapshot(repo, [], changedAt), null);
-    assert.equal(takeSnapshot(repo, [], changedAt + 90), null);
-    assert.ok(takeSnapshot(repo, [], changedAt + 1000) !== null);
+    assert.equal(takeSnapshot(depsOf(repo, []), repo, changedAt), null);
+    assert.equal(takeSnapshot(depsOf(repo, []), repo, changedAt + 90), null);
+    assert.ok(takeSnapshot(depsOf(repo, []), repo, changedAt + 1000) !== null);
   });
 
   test('too many loose refs: not kept', async () => {
     const many = join(dir, 'many.git');
     await mkdir(join(many, 'refs', 'tags'), { recursive: true });
     for (let i = 0; i < MAX_WATCHED_PATHS; i++) await writeFile(join(many, 'refs', 'tags', `t${i}`), SHA_A);
-    assert.equal(takeSnapshot(many, [], Date.now() + 60_000), null);
+    assert.equal(takeSnapshot(depsOf(many, []), many, Date.now() + 60_000), null);
   });
 
   test('a filesystem that is not known to be local (here /proc): not kept', () => {
-    assert.equal(takeSnapshot('/proc/self', [], Date.now() + 60_000), null);
+    assert.equal(takeSnapshot(depsOf('/proc/self', []), '/proc/self', Date.now() + 60_000), null);
   });
 
   test('a lookup sees a ref rewritten in place, a new ref, a removed file, a new file', async () => {
@@ -125,7 +127,7 @@ describe('ref cache: snapshots', () => {
     ];
     for (const [what, change] of changes) {
       await sleep(150);
-      const snapshot = takeSnapshot(repo, [join(dir, 'gitconfig')]);
+      const snapshot = takeSnapshot(depsOf(repo, [join(dir, 'gitconfig')]), repo);
       assert.ok(snapshot !== null, what);
       cache.store('k', snapshot, body);
       assert.equal(cache.lookup('k'), body, `${what}: unchanged, a hit`);
@@ -137,8 +139,8 @@ describe('ref cache: snapshots', () => {
   });
 });
 
-describe('ref cache: memory', () => {
-  const snapshot = { paths: [], stats: new Float64Array(0) };
+describe('advertisement cache: memory', () => {
+  const snapshot = { paths: [], lstat: [], stats: new Float64Array(0) };
   /** What an entry with a one-letter key and an empty snapshot counts: body, key, overhead. */
   const cost = (bodyBytes: number): number => bodyBytes + 2 + 256;
 
@@ -172,7 +174,7 @@ describe('ref cache: memory', () => {
       { length: 40 },
       (_, i) => `/srv/git/some/deep/path/repository-${i}.git/refs/heads/x`,
     );
-    const big = { paths, stats: new Float64Array(paths.length * 4) };
+    const big = { paths, lstat: paths.map(() => false), stats: new Float64Array(paths.length * 4) };
     for (let i = 0; i < 10_000; i++) cache.store(`/srv/git/r${i}.git`, big, Buffer.alloc(10));
     assert.ok(cache.storedBytes <= budget, `${cache.storedBytes} bytes counted`);
     assert.ok(cache.size < 10_000 && cache.size > 100, `${cache.size} entries kept`);
