@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -189,11 +190,16 @@ describe('misbehaving backends', () => {
     });
   });
 
-  test("the backend's environment is an allowlist", async (t) => {
+  test("the backend's environment is an allowlist, plus [env] and HOME", async (t) => {
     const root = await tmpDir(t, 'env-');
     await createBareRepo(t, root, 'r.git');
+    const ini = join(root, 'git-fcgi.ini');
+    await writeFile(
+      ini,
+      '[git]\nhome = /var/lib/example-home\n[env]\nGNUPGHOME = /etc/git-fcgi/gnupg\nTZ = "UTC"\n',
+    );
     const { nginx } = await startGitStack(t, root, {
-      args: ['--backend', backend('print-env.sh')],
+      args: ['-c', ini, '--allow-root', '--backend', backend('print-env.sh')],
       daemon: {
         env: {
           SECRET_TOKEN: 'hunter2',
@@ -222,7 +228,6 @@ describe('misbehaving backends', () => {
       'LD_LIBRARY_PATH',
       'HTTP_PROXY',
       'HTTP_AUTHORIZATION',
-      'HOME',
     ]) {
       assert.equal(env.get(name), undefined, `${name} must not reach the backend`);
     }
@@ -233,6 +238,9 @@ describe('misbehaving backends', () => {
     assert.equal(env.get('GIT_PROJECT_ROOT'), root);
     assert.equal(env.get('REQUEST_METHOD'), 'GET');
     assert.equal(env.get('QUERY_STRING'), 'service=git-upload-pack');
+    assert.equal(env.get('HOME'), '/var/lib/example-home');
+    assert.equal(env.get('GNUPGHOME'), '/etc/git-fcgi/gnupg');
+    assert.equal(env.get('TZ'), 'UTC');
   });
 
   test('a backend that reads slowly: the daemon holds the body back instead of buffering it', async (t) => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -39,6 +39,7 @@ describe('ref advertisement cache', () => {
   let work: string;
   let cached: GitFcgi;
   let nginx: Nginx;
+  let home: string;
 
   const hits = async (): Promise<number> => {
     const res = await fetch(`http://127.0.0.1:${cached.httpPort ?? 0}/git-fcgi-status?json`);
@@ -54,7 +55,12 @@ describe('ref advertisement cache', () => {
     work = join(dir, 'work');
     await git(suite, ['clone', '-q', repo, work]);
     const ini = join(dir, 'cached.ini');
-    await writeFile(ini, '[server]\nstatus_path = /git-fcgi-status\n');
+    home = join(dir, 'home');
+    await mkdir(home);
+    // Both daemons give git the same HOME, whose .gitconfig a test changes.
+    await writeFile(ini, `[server]\nstatus_path = /git-fcgi-status\n[git]\nhome = ${home}\n`);
+    const plainIni = join(dir, 'plain.ini');
+    await writeFile(plainIni, `[git]\nhome = ${home}\n`);
     const common = ['--project-root', root, '--export-all', '--log-level', 'debug'];
     cached = await startGitFcgi(suite, [
       '-c',
@@ -66,7 +72,16 @@ describe('ref advertisement cache', () => {
       '127.0.0.1:0',
       ...common,
     ]);
-    await startGitFcgi(suite, ['--listen', `unix:${join(dir, 'plain.sock')}`, '--ref-cache', '0', ...common]);
+    await startGitFcgi(suite, [
+      '-c',
+      plainIni,
+      '--allow-root',
+      '--listen',
+      `unix:${join(dir, 'plain.sock')}`,
+      '--ref-cache',
+      '0',
+      ...common,
+    ]);
     nginx = await startNginx(suite, {
       servers: ['cached', 'plain'].map((which) => ({
         locations: gitLocation({ socket: join(dir, `${which}.sock`) }),
@@ -147,6 +162,39 @@ describe('ref advertisement cache', () => {
     await writeFile(loose, older, { flag: 'r+' });
     assert.equal(await readFile(loose, 'utf8'), older);
     await compare('after a loose ref rewritten in place');
+  });
+
+  test("the serving user's global config (HOME) is read, and a change to it is seen", async () => {
+    await inRepo(['branch', 'only-without-global-config', 'main']);
+    await compare('with a new branch');
+    await writeFile(
+      join(home, '.gitconfig'),
+      '[uploadpack]\n\thideRefs = refs/heads/only-without-global-config\n',
+    );
+    await compare('after ~/.gitconfig hid a branch');
+    const answer = await body(nginx.url(0, '/r.git/info/refs?service=git-upload-pack'), undefined);
+    assert.doesNotMatch(answer.body.toString(), /only-without-global-config/, 'git read ~/.gitconfig');
+    await rm(join(home, '.gitconfig'));
+    await compare('after ~/.gitconfig went away');
+    await inRepo(['branch', '-D', 'only-without-global-config']);
+  });
+
+  test('a repository whose owner changes is answered as git answers it (dubious ownership), not from the cache', async () => {
+    const path = '/r.git/info/refs?service=git-upload-pack';
+    await compare('before the owner changes');
+    const { uid, gid } = await stat(repo);
+    try {
+      await chown(repo, 65534, 65534);
+      const reference = await body(nginx.url(1, path), undefined);
+      const answer = await body(nginx.url(0, path), undefined);
+      // As root, git refuses a repository owned by someone else (safe.directory): 500.
+      assert.equal(reference.status, process.getuid?.() === 0 ? 500 : 200);
+      assert.equal(answer.status, reference.status, 'the cache must not answer for a repository git refuses');
+      assert.ok(answer.body.equals(reference.body));
+    } finally {
+      await chown(repo, uid, gid);
+    }
+    await compare('after the owner changed back');
   });
 
   test('a ref rewritten in place (same inode, same size) right after it was cached is seen at once', async () => {
