@@ -113,6 +113,20 @@ describe('access control without nginx (htpasswd mode, HTTP listener)', () => {
     assert.match(refs, /^refs\/heads\/x$/m);
   });
 
+  test("the rules never turn on what a repository's own config turned off", async () => {
+    await createBareRepo(suite, root, 'public/locked.git');
+    await git(suite, ['config', 'http.receivepack', 'false'], { cwd: join(root, 'public/locked.git') });
+    await createBareRepo(suite, root, 'public/closed.git');
+    await git(suite, ['config', 'http.uploadpack', 'false'], { cwd: join(root, 'public/closed.git') });
+    const alice = { user: 'alice', password: 'alice-pw' };
+    // alice may write public/* by the rules; git http-backend still says no to this repository.
+    const push = await get(port, '/public/locked.git/info/refs?service=git-receive-pack', alice);
+    assert.equal(push.status, 403);
+    assert.equal((await get(port, '/public/site.git/info/refs?service=git-receive-pack', alice)).status, 200);
+    // anonymous may read public/* by the rules; the repository turned upload-pack off.
+    assert.equal((await get(port, '/public/closed.git/info/refs?service=git-upload-pack')).status, 403);
+  });
+
   test('401 carries the realm; a 401 for a missing repository looks like one for an existing one', async () => {
     const existing = await get(port, '/team/app.git/info/refs?service=git-upload-pack');
     const missing = await get(port, '/team/nope.git/info/refs?service=git-upload-pack');
