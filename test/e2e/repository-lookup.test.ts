@@ -71,6 +71,11 @@ describe("repository lookup: git-fcgi vs git http-backend's enter_repo()", () =>
     await symlink(join(outside, 'secret.git'), join(root, 'escape.git'));
     await mkdir(join(root, 'escapefile'));
     await writeFile(join(root, 'escapefile', '.git'), `gitdir: ${join(outside, 'secret.git')}\n`);
+    // Bare repositories inside the root whose `.git` (a symlink, a gitfile) git enters first.
+    await bare(join(root, 'inner.git'), 'inner');
+    await symlink(join(outside, 'secret.git'), join(root, 'inner.git', '.git'));
+    await bare(join(root, 'innerfile.git'), 'innerfile');
+    await writeFile(join(root, 'innerfile.git', '.git'), `gitdir: ${join(outside, 'secret.git')}\n`);
     // git http-backend enters work2/.git; upload-pack then enters work2/.git/.git: outside.
     await work(join(root, 'work2'), 'work2');
     await writeFile(join(root, 'work2', '.git', '.git'), `gitdir: ${join(outside, 'secret.git')}\n`);
@@ -142,7 +147,7 @@ describe("repository lookup: git-fcgi vs git http-backend's enter_repo()", () =>
     'plain',
     'brokenfile',
   ];
-  const refusedHere = ['escape.git', 'escapefile', 'work2'];
+  const refusedHere = ['escape.git', 'escapefile', 'inner.git', 'innerfile.git', 'work2'];
 
   test('the same repository, or the same refusal, for every layout git knows', async () => {
     const seen = new Map<string, string>();
