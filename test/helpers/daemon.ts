@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Cleanup } from './cleanup.js';
 import { DeadlineError, waitFor, withDeadline } from './deadline.js';
+import type { InstalledGit } from './git-versions.js';
 import { acceptsTcp, acceptsUnix } from './net-probe.js';
 import { startProcess, type ExitStatus, type StartedProcess } from './proc.js';
 
@@ -33,6 +34,12 @@ export interface StartGitFcgiOptions {
    * as root, so `--allow-root` is added unless this is false or the args choose (`--user`).
    */
   readonly allowRoot?: boolean;
+  /**
+   * Run the daemon as if this git were the one installed (test/helpers/git-versions.ts): its
+   * default backend, `git --exec-path` and the direct ref advertisement are that git's. The
+   * wrapper execs the daemon, so `pid` is still the daemon's.
+   */
+  readonly git?: InstalledGit;
 }
 
 /** `args` plus `--allow-root` when git-fcgi would otherwise refuse to start as root in a test. */
@@ -82,7 +89,11 @@ export async function startGitFcgi(
   });
   const cwd = opts.cwd ?? process.cwd();
   args = withAllowRoot(args, opts);
-  const proc = await startProcess(t, process.execPath, [script, ...args], {
+  const command = opts.git?.command(process.execPath, [script, ...args]) ?? {
+    cmd: process.execPath,
+    args: [script, ...args],
+  };
+  const proc = await startProcess(t, command.cmd, command.args, {
     cwd,
     ...(opts.env === undefined ? {} : { env: opts.env }),
   });
@@ -112,7 +123,7 @@ export async function startGitFcgi(
   try {
     await waitFor(ready, {
       timeoutMs: opts.readyTimeoutMs ?? 10_000,
-      what: `git-fcgi ${args.join(' ')} to be ready`,
+      what: `git-fcgi ${args.join(' ')}${opts.git === undefined ? '' : ` (git ${opts.git.version})`} to be ready`,
     });
   } catch (error) {
     await proc.stop();

@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { defer, type Cleanup } from './cleanup.js';
+import { refFormatOption, type InstalledGit, type RefFormat } from './git-versions.js';
 import { run, type RunResult } from './run.js';
 import { tmpDir } from './tmp.js';
 
@@ -12,6 +13,8 @@ export interface GitOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly input?: Buffer | string;
   readonly timeoutMs?: number;
+  /** Run this git as if it were installed (test/helpers/git-versions.ts); default: the system git. */
+  readonly git?: InstalledGit;
 }
 
 // One empty HOME per Cleanup, so that neither ~/.gitconfig nor credential helpers of whoever runs the tests
@@ -59,7 +62,8 @@ export async function git(
   args: readonly string[],
   opts: GitOptions = {},
 ): Promise<RunResult> {
-  const result = await run('git', args, {
+  const command = opts.git?.command('git', args) ?? { cmd: 'git', args };
+  const result = await run(command.cmd, command.args, {
     ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
     ...(opts.input === undefined ? {} : { input: opts.input }),
     env: await gitEnv(t, opts.env),
@@ -67,7 +71,8 @@ export async function git(
   });
   if (result.code !== 0) {
     const why = result.signal ?? `exit ${result.code ?? '?'}`;
-    throw new Error(`git ${args.join(' ')} failed (${why}):\n${result.stderr.toString('utf8')}`);
+    const which = opts.git === undefined ? '' : ` (git ${opts.git.version})`;
+    throw new Error(`git ${args.join(' ')}${which} failed (${why}):\n${result.stderr.toString('utf8')}`);
   }
   return result;
 }
@@ -79,6 +84,10 @@ export interface BareRepoOptions {
   readonly files?: Readonly<Record<string, string | Buffer>>;
   readonly branch?: string;
   readonly timeoutMs?: number;
+  /** The git that makes the repository (and its seed history); default: the system git. */
+  readonly git?: InstalledGit;
+  /** `git init --ref-format`; default: the git's own default. */
+  readonly refFormat?: RefFormat;
 }
 
 export interface BareRepo {
@@ -94,38 +103,45 @@ export async function createBareRepo(
   t: Cleanup,
   root: string,
   name: string,
-  { commits = 1, files = {}, branch = 'main', timeoutMs = 120_000 }: BareRepoOptions = {},
+  { commits = 1, files = {}, branch = 'main', timeoutMs = 120_000, ...how }: BareRepoOptions = {},
 ): Promise<BareRepo> {
   if (!Number.isInteger(commits) || commits < 1) throw new RangeError(`commits must be >= 1, got ${commits}`);
   const path = join(root, name);
+  const using = how.git === undefined ? {} : { git: how.git };
+  const format = how.refFormat === undefined ? [] : refFormatOption(how.git, how.refFormat);
   await mkdir(dirname(path), { recursive: true });
-  await git(t, ['init', '-q', '--bare', `--initial-branch=${branch}`, path], { timeoutMs });
+  await git(t, ['init', '-q', '--bare', ...format, `--initial-branch=${branch}`, path], {
+    timeoutMs,
+    ...using,
+  });
   defer(t, () => rm(path, { recursive: true, force: true, maxRetries: 5 }));
   const work = await tmpDir(t, 'seed-');
   try {
-    await git(t, ['init', '-q', `--initial-branch=${branch}`, work], { timeoutMs });
+    await git(t, ['init', '-q', `--initial-branch=${branch}`, work], { timeoutMs, ...using });
     for (const [file, content] of Object.entries(files)) {
       await mkdir(dirname(join(work, file)), { recursive: true });
       await writeFile(join(work, file), content);
     }
     for (let i = 1; i <= commits; i++) {
       await writeFile(join(work, 'history.txt'), `commit ${i}\n`, { flag: 'a' });
-      await git(t, ['add', '-A'], { cwd: work, timeoutMs });
+      await git(t, ['add', '-A'], { cwd: work, timeoutMs, ...using });
       // Fixed dates and identity make the shas reproducible, so failures can be compared across runs.
       const date = `${1_700_000_000 + i * 60} +0000`;
       await git(t, [...identity, 'commit', '-q', '-m', `commit ${i}`], {
         cwd: work,
         env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date },
         timeoutMs,
+        ...using,
       });
     }
-    await git(t, ['push', '-q', path, `HEAD:refs/heads/${branch}`], { cwd: work, timeoutMs });
+    await git(t, ['push', '-q', path, `HEAD:refs/heads/${branch}`], { cwd: work, timeoutMs, ...using });
   } finally {
     // The work tree can be large (randomBlobRepo); it is not needed once pushed.
     await rm(work, { recursive: true, force: true });
   }
-  await git(t, ['symbolic-ref', 'HEAD', `refs/heads/${branch}`], { cwd: path, timeoutMs });
-  const head = (await git(t, ['rev-parse', `refs/heads/${branch}`], { cwd: path, timeoutMs })).stdout;
+  await git(t, ['symbolic-ref', 'HEAD', `refs/heads/${branch}`], { cwd: path, timeoutMs, ...using });
+  const head = (await git(t, ['rev-parse', `refs/heads/${branch}`], { cwd: path, timeoutMs, ...using }))
+    .stdout;
   return { path, head: head.toString('utf8').trim() };
 }
 
