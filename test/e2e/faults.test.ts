@@ -18,6 +18,7 @@ import {
 import type { Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, gitProcessesUnder, run, startProcess } from '../helpers/proc.js';
 import { createBareRepo, randomBlobRepo } from '../helpers/repos.js';
+import { backendsOf } from '../helpers/procfs.js';
 import { peakRssMb } from '../helpers/rss.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -175,7 +176,7 @@ describe('misbehaving backends', () => {
   });
 
   test('a hung backend is killed with its whole group after idle_timeout -> 504', async (t) => {
-    const { daemon, url } = await serve(t, 'hang.sh', ['--idle-timeout', '1s']);
+    const { daemon, url, root } = await serve(t, 'hang.sh', ['--idle-timeout', '1s']);
     const started = Date.now();
     assert.equal((await withDeadline(fetch(url), 10_000, 'the 504')).status, 504);
     assert.ok(Date.now() - started < 5000);
@@ -183,10 +184,11 @@ describe('misbehaving backends', () => {
       timeoutMs: 2000,
       what: 'the reason logged',
     });
-    const pids = await run('pgrep', ['-f', 'sleep 300'], { timeoutMs: 5000 });
-    await waitFor(async () => (await run('pgrep', ['-f', 'sleep 300'], { timeoutMs: 5000 })).code === 1, {
+    // This backend's processes only (other tests run hang.sh too): they carry its GIT_PROJECT_ROOT.
+    const pids = (await backendsOf(root)).map((p) => p.pid);
+    await waitFor(async () => (await backendsOf(root)).length === 0, {
       timeoutMs: 4000,
-      what: `the backend's children (${pids.stdout.toString().trim()}) to die`,
+      what: `the backend's children (${pids.join(' ')}) to die`,
     });
   });
 
