@@ -33,6 +33,8 @@ export interface StartGitFcgiOptions {
    * as root, so `--allow-root` is added unless this is false or the args choose (`--user`).
    */
   readonly allowRoot?: boolean;
+  /** Descriptors the daemon inherits beyond 0-2 (see StartOptions). */
+  readonly extraFds?: Readonly<Record<number, number>>;
 }
 
 /** `args` plus `--allow-root` when git-fcgi would otherwise refuse to start as root in a test. */
@@ -85,6 +87,7 @@ export async function startGitFcgi(
   const proc = await startProcess(t, process.execPath, [script, ...args], {
     cwd,
     ...(opts.env === undefined ? {} : { env: opts.env }),
+    ...(opts.extraFds === undefined ? {} : { extraFds: opts.extraFds }),
   });
   const listen = parseListen(optionValue(args, '--listen'), cwd);
   const socket = listen?.socket;
