@@ -24,9 +24,11 @@
  *   role 0, 1, 2: the backend's stdin, stdout, stderr for spawn `id`.
  * The backend starts once its message and its three connections have arrived. It runs in a new
  * session (setsid), so the daemon can signal its whole process group; signal dispositions and
- * the signal mask are reset, and it inherits nothing else from the helper.
+ * the signal mask are reset, and it inherits nothing else from the helper: descriptors 0, 1
+ * and 2 are its only ones.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -37,7 +39,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,6 +75,34 @@ static void on_sigchld(int sig) {
   int saved = errno;
   (void)!write(signal_pipe[1], "c", 1);
   errno = saved;
+}
+
+/*
+ * Descriptors the helper inherited beyond 0-2 (whatever the daemon itself inherited without
+ * close-on-exec, e.g. from a launching shell's `exec 251<file`) are closed before anything
+ * else. Every descriptor the helper opens itself is close-on-exec, so a backend then starts
+ * with its three streams and nothing more.
+ */
+static void close_inherited(void) {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, 3u, ~0u, 0u) == 0) return;
+#endif
+  /* Kernels before 5.9: what /proc lists; without /proc, every number below RLIMIT_NOFILE
+   * (65536 at most). */
+  DIR *dir = opendir("/proc/self/fd");
+  if (dir != NULL) {
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+      int fd = atoi(entry->d_name);
+      if (fd > 2 && fd != dirfd(dir)) close(fd);
+    }
+    closedir(dir);
+    return;
+  }
+  struct rlimit limit;
+  int most = 65536;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < (rlim_t)most) most = (int)limit.rlim_cur;
+  for (int fd = 3; fd < most; fd++) close(fd);
 }
 
 static void put_u32(unsigned char *p, uint32_t v) {
@@ -376,6 +408,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   daemon_pid = (pid_t)atoi(argv[2]);
+  close_inherited();
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl");
   if (getppid() != daemon_pid) return 0; /* the daemon died before the prctl */
 

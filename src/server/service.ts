@@ -7,6 +7,7 @@ import { RefAdvertisementCache } from '../request/ref-cache.js';
 import { createRequestHandler, type HandlerSettings } from '../request/handle-request.js';
 import { SPAWN_HELPER_PATH, SpawnHelper } from '../request/spawn-helper.js';
 import { Daemon } from './daemon.js';
+import { closeInheritedDescriptors } from './inherited-fds.js';
 import { Limiter } from './limiter.js';
 import { writePidFile } from './pid-file.js';
 import {
@@ -111,6 +112,9 @@ export class Service {
     let listening: string[];
     try {
       listening = await service.daemon.start();
+      for (const fd of closeInheritedDescriptors()) {
+        options.log.info(`closed descriptor ${fd}, inherited without close-on-exec: backends get none`);
+      }
       const { pidFile } = options.config;
       if (pidFile !== null) service.removePidFile = writePidFile(pidFile);
       if (checked.runAs !== null) dropPrivileges(checked.runAs);
