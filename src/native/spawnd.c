@@ -44,11 +44,14 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_MESSAGE (4u << 20)
 #define HELLO_LEN 5
 #define MAX_PENDING_HELLO 1024
+/* Out of descriptors: how long the listening socket is left alone before accept4 is tried again. */
+#define ACCEPT_PAUSE_MS 100
 
 struct spawn {
   uint32_t id;
@@ -75,6 +78,12 @@ static void on_sigchld(int sig) {
   int saved = errno;
   (void)!write(signal_pipe[1], "c", 1);
   errno = saved;
+}
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /*
@@ -387,9 +396,20 @@ static void read_hello(size_t i) {
   maybe_start(s);
 }
 
+static long long accept_paused_until; /* now_ms() */
+
 static void accept_one(int listen_fd) {
   int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-  if (fd < 0) return;
+  if (fd < 0) {
+    /*
+     * Out of descriptors: the connection stays queued and the socket readable, so polling it
+     * again at once would spin. Descriptors come back as spawns start (their streams go to the
+     * backend), and as the daemon gives up spawns that cannot complete.
+     */
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+      accept_paused_until = now_ms() + ACCEPT_PAUSE_MS;
+    return;
+  }
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != daemon_pid ||
@@ -458,8 +478,17 @@ int main(int argc, char **argv) {
       fds = realloc(fds, fds_cap * sizeof *fds);
       if (fds == NULL) die("realloc");
     }
+    int timeout = -1;
+    int accepting = 1;
+    if (accept_paused_until != 0) {
+      long long left = accept_paused_until - now_ms();
+      if (left > 0) {
+        accepting = 0;
+        timeout = (int)left;
+      } else accept_paused_until = 0;
+    }
     nfds_t n = 0;
-    fds[n++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+    fds[n++] = (struct pollfd){.fd = accepting ? listen_fd : -1, .events = POLLIN};
     fds[n++] = (struct pollfd){.fd = signal_pipe[0], .events = POLLIN};
     fds[n++] = (struct pollfd){.fd = control_fd, .events = POLLIN}; /* ignored while -1 */
     for (size_t i = 0; i < hello_count; i++) fds[n++] = (struct pollfd){.fd = hellos[i].fd, .events = POLLIN};
@@ -468,7 +497,7 @@ int main(int argc, char **argv) {
     for (struct spawn *s = spawns; s != NULL; s = s->next)
       if (s->pid == 0)
         for (int i = 0; i < 3; i++) fds[n++] = (struct pollfd){.fd = s->fds[i], .events = 0};
-    if (poll(fds, n, -1) < 0) {
+    if (poll(fds, n, timeout) < 0) {
       if (errno == EINTR) continue;
       die("poll");
     }
