@@ -18,14 +18,21 @@
  *     daemon -> helper: u32 length, then 'S' u32 id u16 argc, and NUL-terminated strings:
  *                       program, cwd, argc arguments (after argv[0], which is the program),
  *                       and environment entries ("NAME=value") up to the end of the message.
+ *                       At most MAX_MESSAGE bytes (execve takes at most 2 MiB under the
+ *                       usual 8 MiB stack limit, 6 MiB under any).
  *     helper -> daemon: 13 bytes: 'P' u32 id, i32 pid, i32 0        started
- *                                 'F' u32 id, i32 errno, i32 stage  not started (0 fork, 1 chdir, 2 exec)
+ *                                 'F' u32 id, i32 errno, i32 stage  not started (0 fork, 1 chdir,
+ *                                                                   2 exec, 3 message)
  *                                 'X' u32 id, i32 code, i32 signal  exited (code -1 when signalled)
  *   role 0, 1, 2: the backend's stdin, stdout, stderr for spawn `id`.
  * The backend starts once its message and its three connections have arrived. It runs in a new
  * session (setsid), so the daemon can signal its whole process group; signal dispositions and
  * the signal mask are reset, and it inherits nothing else from the helper: descriptors 0, 1
  * and 2 are its only ones.
+ *
+ * A message the helper cannot use fails its own spawn ('F', stage "message": E2BIG when too
+ * large, EINVAL when malformed), or is logged and skipped when it names no spawn: one bad
+ * message never ends the helper, and with it every backend in flight.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -52,6 +59,8 @@
 #define MAX_PENDING_HELLO 1024
 /* Out of descriptors: how long the listening socket is left alone before accept4 is tried again. */
 #define ACCEPT_PAUSE_MS 100
+
+enum { STAGE_FORK, STAGE_CHDIR, STAGE_EXEC, STAGE_MESSAGE };
 
 struct spawn {
   uint32_t id;
@@ -194,18 +203,18 @@ static void child(struct spawn *s, char *cwd, char **argv, char **envp, int err_
       (void)fcntl(i, F_SETFD, flags & ~FD_CLOEXEC);
     } else if (dup2(s->fds[i], i) < 0) {
       failure[0] = errno;
-      failure[1] = 2;
+      failure[1] = STAGE_EXEC;
       goto fail;
     }
   }
   if (chdir(cwd) < 0) {
     failure[0] = errno;
-    failure[1] = 1;
+    failure[1] = STAGE_CHDIR;
     goto fail;
   }
   execve(argv[0], argv, envp);
   failure[0] = errno;
-  failure[1] = 2;
+  failure[1] = STAGE_EXEC;
 fail:
   (void)!write(err_fd, failure, sizeof failure);
   _exit(127);
@@ -218,7 +227,7 @@ static void start(struct spawn *s) {
   for (char *p = s->message; p < end; p++)
     if (*p == '\0') strings++;
   if (s->message_len == 0 || end[-1] != '\0' || strings < 2 + (size_t)s->argc) {
-    report('F', s->id, EINVAL, 0);
+    report('F', s->id, EINVAL, STAGE_MESSAGE);
     forget(s);
     return;
   }
@@ -235,7 +244,7 @@ static void start(struct spawn *s) {
   for (size_t i = 0; i < envc; i++, p += strlen(p) + 1) envp[i] = p;
   int err_pipe[2];
   if (pipe2(err_pipe, O_CLOEXEC) < 0) {
-    report('F', s->id, errno, 0);
+    report('F', s->id, errno, STAGE_FORK);
     free(argv);
     free(envp);
     forget(s);
@@ -249,7 +258,7 @@ static void start(struct spawn *s) {
   free(envp);
   if (pid < 0) {
     close(err_pipe[0]);
-    report('F', s->id, fork_errno, 0);
+    report('F', s->id, fork_errno, STAGE_FORK);
     forget(s);
     return;
   }
@@ -306,19 +315,16 @@ static void reap(void) {
   }
 }
 
-/* Control messages, parsed from whatever the reads brought. */
-static unsigned char *in_buf;
-static size_t in_len, in_cap;
-
-static void handle_message(unsigned char *m, size_t len) {
-  if (len < 7 || m[0] != 'S') {
-    fprintf(stderr, "git-fcgi-spawnd: unknown control message\n");
-    exit(1);
+static void spawn_message(uint32_t id, const unsigned char *m, size_t len) {
+  if (len < 7) {
+    report('F', id, EINVAL, STAGE_MESSAGE);
+    return;
   }
-  struct spawn *s = find_or_add(get_u32(m + 1));
+  struct spawn *s = find_or_add(id);
   if (s->message != NULL || s->pid != 0) {
-    fprintf(stderr, "git-fcgi-spawnd: spawn id %u used twice\n", s->id);
-    exit(1);
+    /* A report would be taken for the spawn that has the id: this one is left unanswered. */
+    fprintf(stderr, "git-fcgi-spawnd: spawn id %u used twice\n", id);
+    return;
   }
   s->argc = (unsigned)m[5] | (unsigned)m[6] << 8;
   s->message_len = len - 7;
@@ -328,6 +334,26 @@ static void handle_message(unsigned char *m, size_t len) {
   s->message[s->message_len] = '\0';
   maybe_start(s);
 }
+
+static void handle_message(const unsigned char *m, size_t len) {
+  uint32_t id = len >= 5 ? get_u32(m + 1) : 0;
+  if (len >= 5 && m[0] == 'S') spawn_message(id, m, len);
+  else fprintf(stderr, "git-fcgi-spawnd: unknown control message of %zu bytes\n", len);
+}
+
+/*
+ * A message over MAX_MESSAGE is not kept: its spawn fails (E2BIG, as execve would say) as soon
+ * as its kind and id have arrived, and the rest of it is read and dropped.
+ */
+static void refuse_oversized(const unsigned char *m, uint32_t len) {
+  if (m[0] == 'S') report('F', get_u32(m + 1), E2BIG, STAGE_MESSAGE);
+  else fprintf(stderr, "git-fcgi-spawnd: control message of %u bytes\n", len);
+}
+
+/* Control messages, parsed from whatever the reads brought. */
+static unsigned char *in_buf;
+static size_t in_len, in_cap;
+static size_t skipping; /* bytes of a refused message still to come */
 
 static void read_control(void) {
   if (in_cap - in_len < 65536) {
@@ -340,11 +366,21 @@ static void read_control(void) {
   if (n <= 0) exit(0); /* the daemon closed the control connection: it is stopping */
   in_len += (size_t)n;
   size_t at = 0;
-  while (in_len - at >= 4) {
+  for (;;) {
+    if (skipping > 0) {
+      size_t dropped = in_len - at < skipping ? in_len - at : skipping;
+      at += dropped;
+      skipping -= dropped;
+      if (skipping > 0) break;
+    }
+    if (in_len - at < 4) break;
     uint32_t len = get_u32(in_buf + at);
     if (len > MAX_MESSAGE) {
-      fprintf(stderr, "git-fcgi-spawnd: control message of %u bytes\n", len);
-      exit(1);
+      if (in_len - at < 4 + 5) break;
+      refuse_oversized(in_buf + at + 4, len);
+      at += 4;
+      skipping = len;
+      continue;
     }
     if (in_len - at - 4 < len) break;
     handle_message(in_buf + at + 4, len);

@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { GitFcgiError } from '../errors.js';
+import { GitFcgiError, describeError } from '../errors.js';
 
 export interface BackendExit {
   readonly code: number | null;
@@ -40,20 +40,46 @@ export type Spawner = (
   cwd: string,
 ) => Promise<BackendProcess>;
 
+/**
+ * A backend that could not be started: ERR_BACKEND_SPAWN (502), or ERR_ENV_TOO_LARGE (431) when
+ * execve said E2BIG. Its limits (one string at most 32 pages, MAX_ARG_STRLEN; all of them at
+ * most a quarter of the stack limit) are met only by a request whose headers or CGI variables
+ * are that large: the rest of the environment is small and fixed.
+ */
+export function spawnError(program: string, why: string, cause?: unknown): GitFcgiError {
+  const withCause = cause === undefined ? {} : { cause };
+  if ((cause as NodeJS.ErrnoException | undefined)?.code === 'E2BIG') {
+    return new GitFcgiError(
+      'ERR_ENV_TOO_LARGE',
+      `cannot run ${program}: the request's headers and variables are too large for an environment (${why})`,
+      { status: 431, ...withCause },
+    );
+  }
+  return new GitFcgiError('ERR_BACKEND_SPAWN', `cannot run ${program}: ${why}`, {
+    status: 502,
+    ...withCause,
+  });
+}
+
 /** The Spawner with Node's own child_process: forks the daemon (see spawn-helper.ts for the cost). */
 export const spawnBackend: Spawner = (program, args, env, cwd) => {
-  const child = spawn(program, args, { env, cwd, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  let child: ChildProcessWithoutNullStreams;
+  try {
+    child = spawn(program, args, { env, cwd, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    // Node throws what it does not count as a run-time error (E2BIG among them) instead of
+    // emitting it.
+    return Promise.reject(spawnError(program, describeError(err), err));
+  }
   const exited = new Promise<BackendExit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   return new Promise((resolve, reject) => {
-    child.once('error', (err) => {
-      reject(new GitFcgiError('ERR_BACKEND_SPAWN', `cannot run ${program}`, { status: 502, cause: err }));
-    });
+    child.once('error', (err) => reject(spawnError(program, describeError(err), err)));
     child.once('spawn', () => {
       const pid = child.pid;
       if (pid === undefined) {
-        reject(new GitFcgiError('ERR_BACKEND_SPAWN', `cannot run ${program}: no pid`, { status: 502 }));
+        reject(spawnError(program, 'no pid'));
         return;
       }
       const { stdin, stdout, stderr } = child;

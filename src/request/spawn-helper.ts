@@ -4,15 +4,23 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { GitFcgiError } from '../errors.js';
+import type { GitFcgiError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { groupKiller, type BackendExit, type BackendProcess, type Spawner } from './backend-process.js';
+import {
+  groupKiller,
+  spawnError as backendSpawnError,
+  type BackendExit,
+  type BackendProcess,
+  type Spawner,
+} from './backend-process.js';
 
 /** Built next to dist/cli.js by `npm ci` (see src/native/spawnd.c for why and how). */
 export const SPAWN_HELPER_PATH = fileURLToPath(new URL('../git-fcgi-spawnd', import.meta.url));
 
 const REPORT_LEN = 13;
-const STAGES = ['fork', 'chdir', 'exec'] as const;
+/** The helper's MAX_MESSAGE: larger spawn messages are refused here, not sent (see spawnd.c). */
+const MAX_MESSAGE_BYTES = 4 << 20;
+const STAGES = ['fork', 'chdir', 'exec', 'message'] as const;
 const SIGNAL_NAMES = new Map(
   Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]),
 );
@@ -100,6 +108,10 @@ export class SpawnHelper {
     const id = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     const body = Buffer.from(`${strings.join('\0')}\0`);
+    if (body.length + 7 > MAX_MESSAGE_BYTES) {
+      const why = `E2BIG: ${body.length} bytes of arguments and environment`;
+      return Promise.reject(spawnError(program, why, 'E2BIG'));
+    }
     const head = Buffer.allocUnsafe(11);
     head.writeUInt32LE(body.length + 7, 0);
     head.write('S', 4, 'latin1');
@@ -197,10 +209,7 @@ export class SpawnHelper {
 
 function spawnError(program: string, why: string, code?: string): GitFcgiError {
   const cause = code === undefined ? undefined : Object.assign(new Error(why), { code });
-  return new GitFcgiError('ERR_BACKEND_SPAWN', `cannot run ${program}: ${why}`, {
-    status: 502,
-    ...(cause === undefined ? {} : { cause }),
-  });
+  return backendSpawnError(program, why, cause);
 }
 
 function hello(id: number, role: number): Buffer {
