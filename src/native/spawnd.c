@@ -22,7 +22,8 @@
  *                       usual 8 MiB stack limit, 6 MiB under any).
  *     helper -> daemon: 13 bytes: 'P' u32 id, i32 pid, i32 0        started
  *                                 'F' u32 id, i32 errno, i32 stage  not started (0 fork, 1 chdir,
- *                                                                   2 exec, 3 message)
+ *                                                                   2 exec, 3 message, 4 streams:
+ *                                                                   ECANCELED, the daemon closed one)
  *                                 'X' u32 id, i32 code, i32 signal  exited (code -1 when signalled)
  *   role 0, 1, 2: the backend's stdin, stdout, stderr for spawn `id`.
  * The backend starts once its message and its three connections have arrived. It runs in a new
@@ -60,7 +61,7 @@
 /* Out of descriptors: how long the listening socket is left alone before accept4 is tried again. */
 #define ACCEPT_PAUSE_MS 100
 
-enum { STAGE_FORK, STAGE_CHDIR, STAGE_EXEC, STAGE_MESSAGE };
+enum { STAGE_FORK, STAGE_CHDIR, STAGE_EXEC, STAGE_MESSAGE, STAGE_STREAMS };
 
 struct spawn {
   uint32_t id;
@@ -68,7 +69,8 @@ struct spawn {
   char *message; /* the strings after 'S', id and argc; NULL until the message arrived */
   size_t message_len;
   unsigned argc;
-  pid_t pid; /* > 0 once running */
+  pid_t pid;     /* > 0 once running */
+  int cancelled; /* given up by the daemon before its message arrived: drop the message */
   struct spawn *next;
 };
 
@@ -281,20 +283,31 @@ static void start(struct spawn *s) {
 }
 
 /*
- * The daemon closed a stream of a spawn that has not started (it gave the spawn up: another of
- * its streams could not connect): the spawn's other descriptors and message go too, or they
- * would stay open for the helper's lifetime.
+ * The daemon closed a stream of a spawn that has not started (it gave the spawn up: its request
+ * ended, its start deadline passed, or another of its streams could not connect): the spawn's
+ * other descriptors and message go too, or they would stay open for the helper's lifetime, and
+ * 'F' tells the daemon it may forget the spawn. Its message may still be on its way (the
+ * daemon sends it first, but the control connection is read on its own): the spawn then stays
+ * as a tombstone that drops the message when it comes.
  */
 static void abandon(int fd) {
   for (struct spawn *s = spawns; s != NULL; s = s->next) {
-    if (s->pid != 0 || (s->fds[0] != fd && s->fds[1] != fd && s->fds[2] != fd)) continue;
-    forget(s);
+    if (s->pid != 0 || s->cancelled) continue;
+    if (s->fds[0] != fd && s->fds[1] != fd && s->fds[2] != fd) continue;
+    report('F', s->id, ECANCELED, STAGE_STREAMS);
+    if (s->message != NULL) forget(s);
+    else {
+      release_inputs(s);
+      s->cancelled = 1;
+    }
     return;
   }
 }
 
 static void maybe_start(struct spawn *s) {
-  if (s->pid == 0 && s->message != NULL && s->fds[0] >= 0 && s->fds[1] >= 0 && s->fds[2] >= 0) start(s);
+  if (s->pid == 0 && !s->cancelled && s->message != NULL && s->fds[0] >= 0 && s->fds[1] >= 0 &&
+      s->fds[2] >= 0)
+    start(s);
 }
 
 static void reap(void) {
@@ -321,6 +334,10 @@ static void spawn_message(uint32_t id, const unsigned char *m, size_t len) {
     return;
   }
   struct spawn *s = find_or_add(id);
+  if (s->cancelled) {
+    forget(s);
+    return;
+  }
   if (s->message != NULL || s->pid != 0) {
     /* A report would be taken for the spawn that has the id: this one is left unanswered. */
     fprintf(stderr, "git-fcgi-spawnd: spawn id %u used twice\n", id);
@@ -424,7 +441,7 @@ static void read_hello(size_t i) {
     return;
   }
   struct spawn *s = role <= 2 ? find_or_add(id) : NULL;
-  if (s == NULL || s->pid != 0 || s->fds[role] >= 0) {
+  if (s == NULL || s->pid != 0 || s->cancelled || s->fds[role] >= 0) {
     close(fd);
     return;
   }
@@ -440,7 +457,7 @@ static void accept_one(int listen_fd) {
     /*
      * Out of descriptors: the connection stays queued and the socket readable, so polling it
      * again at once would spin. Descriptors come back as spawns start (their streams go to the
-     * backend), and as the daemon gives up spawns that cannot complete.
+     * backend), and as the daemon gives up spawns that cannot complete (its start deadline).
      */
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
       accept_paused_until = now_ms() + ACCEPT_PAUSE_MS;
@@ -508,7 +525,7 @@ int main(int argc, char **argv) {
   for (;;) {
     size_t waiting = 0; /* streams of spawns not started yet */
     for (struct spawn *s = spawns; s != NULL; s = s->next)
-      if (s->pid == 0) waiting += 3;
+      if (s->pid == 0 && !s->cancelled) waiting += 3;
     if (fds_cap < 3 + hello_count + waiting) {
       fds_cap = 2 * (3 + hello_count + waiting);
       fds = realloc(fds, fds_cap * sizeof *fds);
@@ -531,7 +548,7 @@ int main(int argc, char **argv) {
     nfds_t first_waiting = n;
     /* No events asked: only POLLHUP, i.e. the daemon closed the stream (it gave the spawn up). */
     for (struct spawn *s = spawns; s != NULL; s = s->next)
-      if (s->pid == 0)
+      if (s->pid == 0 && !s->cancelled)
         for (int i = 0; i < 3; i++) fds[n++] = (struct pollfd){.fd = s->fds[i], .events = 0};
     if (poll(fds, n, timeout) < 0) {
       if (errno == EINTR) continue;

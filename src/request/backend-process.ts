@@ -31,13 +31,15 @@ export interface BackendProcess {
  * Starts `program` with `args` and exactly `env`, in `cwd`, in a process group of its own
  * (setsid), so that git http-backend and everything it forks (upload-pack, pack-objects, hooks)
  * can be signalled together. Resolves once the program runs; rejects with ERR_BACKEND_SPAWN
- * when it cannot be started.
+ * when it cannot be started, or with the signal's reason when `signal` (the request's) aborts
+ * before it has started.
  */
 export type Spawner = (
   program: string,
   args: readonly string[],
   env: Record<string, string>,
   cwd: string,
+  signal: AbortSignal,
 ) => Promise<BackendProcess>;
 
 /**
@@ -61,8 +63,12 @@ export function spawnError(program: string, why: string, cause?: unknown): GitFc
   });
 }
 
-/** The Spawner with Node's own child_process: forks the daemon (see spawn-helper.ts for the cost). */
-export const spawnBackend: Spawner = (program, args, env, cwd) => {
+/**
+ * The Spawner with Node's own child_process: forks the daemon (see spawn-helper.ts for the
+ * cost). The signal is not needed: Node's spawn has forked and exec'd before it returns, and
+ * the relay sees an abort as soon as it starts.
+ */
+export const spawnBackend: Spawner = (program, args, env, cwd, _signal) => {
   let child: ChildProcessWithoutNullStreams;
   try {
     child = spawn(program, args, { env, cwd, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });

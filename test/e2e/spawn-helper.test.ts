@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { repoRoot } from '../helpers/daemon.js';
@@ -204,12 +205,20 @@ test('a spawn the daemon gives up before it starts leaves nothing open in the he
   t.after(() => control.destroy());
   const reports: Buffer[] = [];
   control.on('data', (chunk: Buffer) => reports.push(chunk));
+  const failedIds = (): number[][] => {
+    const all = Buffer.concat(reports);
+    const failed: number[][] = [];
+    for (let at = 0; at + 13 <= all.length; at += 13)
+      if (all[at] === 'F'.charCodeAt(0))
+        failed.push([all.readUInt32LE(at + 1), all.readInt32LE(at + 5), all.readInt32LE(at + 9)]);
+    return failed.sort((a, b) => (a[0] ?? 0) - (b[0] ?? 0));
+  };
   await waitFor(async () => (await fdCount()) > 0, { timeoutMs: 2000, what: 'the control connection' });
   await new Promise((r) => setTimeout(r, 100));
   const base = await fdCount();
 
-  // Spawn 9: two of its streams, then the daemon gives up (closes them). Spawn 11: its message
-  // and one stream, then the same.
+  // Spawn 9: two of its streams, then the daemon gives up (closes them) before the helper has
+  // read its message. Spawn 11: its message and one stream, then the same.
   const given = [await open(hello(9, 0)), await open(hello(9, 1))];
   control.write(spawnMessage(11));
   given.push(await open(hello(11, 2)));
@@ -222,9 +231,17 @@ test('a spawn the daemon gives up before it starts leaves nothing open in the he
     timeoutMs: 3000,
     what: `the helper to close the given-up streams (holds ${await fdCount()} descriptors, ${base} before)`,
   });
+  // Each given-up spawn is reported failed (ECANCELED, stage 4: a stream closed), so that the
+  // daemon can forget it; 9's message, late, is dropped when it comes.
+  control.write(spawnMessage(9));
+  await waitFor(() => failedIds().length === 2, { timeoutMs: 3000, what: 'both spawns reported failed' });
+  assert.deepEqual(failedIds(), [
+    [9, os.constants.errno.ECANCELED, 4],
+    [11, os.constants.errno.ECANCELED, 4],
+  ]);
 
   // Both ids again, whole this time: each runs and answers (a kept stream would have turned the
-  // new one away; a kept message would have made the helper exit on a second message for 11).
+  // new one away; a kept message would have left a second message for 11 unanswered).
   for (const id of [9, 11]) {
     control.write(spawnMessage(id));
     const streams = [await open(hello(id, 0)), await open(hello(id, 1)), await open(hello(id, 2))];
