@@ -44,10 +44,15 @@ function freeze(t: Cleanup, pid: number): void {
   });
 }
 
+/** The git-fcgi-spawnd child of `parent`, once it runs (a daemon accepts before it starts it). */
 async function helperOf(parent: number): Promise<number> {
-  const helper = (await listProcesses()).find((p) => p.ppid === parent && p.comm === 'git-fcgi-spawnd');
-  assert.ok(helper, `a git-fcgi-spawnd child of ${parent}`);
-  return helper.pid;
+  const find = async (): Promise<number | undefined> =>
+    (await listProcesses()).find((p) => p.ppid === parent && p.comm === 'git-fcgi-spawnd')?.pid;
+  await waitFor(async () => (await find()) !== undefined, {
+    timeoutMs: 5000,
+    what: `a git-fcgi-spawnd child of ${parent}`,
+  });
+  return (await find()) ?? 0;
 }
 
 async function socketCount(pid: number): Promise<number> {
