@@ -20,7 +20,7 @@ export interface HelperSpawnOptions {
  * the helper's reports ('P' started, 'F' not started, 'X' exited).
  *
  * Waiting for the start has an end, whatever the helper does: the request's abort signal, a
- * deadline, and a stream lost before the start each give the spawn up (rejecting `started`),
+ * deadline, and a stream that cannot connect each give the spawn up (rejecting `started`),
  * so a request never holds its max_children slot waiting for a start that will not come. A
  * spawn given up is forgotten once the helper reports it failed, or killed if the helper
  * starts it all the same.
@@ -44,13 +44,12 @@ export class HelperSpawn {
       this.resolveStart = resolve;
       this.rejectStart = reject;
     });
-    // A stream that cannot connect, or that the helper closes (overwhelmed, going away), means
-    // the spawn will not start.
+    // A stream that cannot connect (the helper overwhelmed or going away) means the spawn will
+    // not start. One that merely closes does not: a backend that exits at once closes its
+    // streams, and that can be seen before the helper's 'P' (another connection). A stream the
+    // helper drops before the start leaves the spawn to its deadline.
     for (const stream of this.streams) {
       stream.on('error', (err) => this.giveUp(this.error(`cannot reach the spawn helper: ${err.message}`)));
-      stream.once('close', () =>
-        this.giveUp(this.error('the spawn helper closed a stream before starting it')),
-      );
     }
     options.signal.addEventListener('abort', this.onAbort, { once: true });
     this.startTimer = setTimeout(() => {
