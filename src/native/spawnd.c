@@ -15,16 +15,20 @@
  *
  * Protocol. Each connection starts with a 5-byte hello: u32 id (little-endian), u8 role.
  *   role 'C': the control connection (id 0), one per helper, both ways:
- *     daemon -> helper: u32 length, then 'S' u32 id u16 argc, and NUL-terminated strings:
- *                       program, cwd, argc arguments (after argv[0], which is the program),
- *                       and environment entries ("NAME=value") up to the end of the message.
- *                       At most MAX_MESSAGE bytes (execve takes at most 2 MiB under the
- *                       usual 8 MiB stack limit, 6 MiB under any).
+ *     daemon -> helper: u32 length, then one message:
+ *                       'S' u32 id u16 argc, and NUL-terminated strings: program, cwd, argc
+ *                           arguments (after argv[0], which is the program), and environment
+ *                           entries ("NAME=value") up to the end of the message. At most
+ *                           MAX_MESSAGE bytes (execve takes at most 2 MiB under the usual
+ *                           8 MiB stack limit, 6 MiB under any).
+ *                       'R' u32 id: release. The daemon sends no more signals to the spawn's
+ *                           process group: the helper may reap its leader.
  *     helper -> daemon: 13 bytes: 'P' u32 id, i32 pid, i32 0        started
  *                                 'F' u32 id, i32 errno, i32 stage  not started (0 fork, 1 chdir,
  *                                                                   2 exec, 3 message, 4 streams:
  *                                                                   ECANCELED, the daemon closed one)
- *                                 'X' u32 id, i32 code, i32 signal  exited (code -1 when signalled)
+ *                                 'X' u32 id, i32 code, i32 signal  exited (code -1 when signalled);
+ *                                                                   its leader is reaped at 'R'
  *   role 0, 1, 2: the backend's stdin, stdout, stderr for spawn `id`.
  * The backend starts once its message and its three connections have arrived. It runs in a new
  * session (setsid), so the daemon can signal its whole process group; signal dispositions and
@@ -34,6 +38,12 @@
  * A message the helper cannot use fails its own spawn ('F', stage "message": E2BIG when too
  * large, EINVAL when malformed), or is logged and skipped when it names no spawn: one bad
  * message never ends the helper, and with it every backend in flight.
+ *
+ * Why 'R': a process group id is the pid of its leader, and cannot be reused while the leader
+ * (even as a zombie) or any member exists. 'X' is reported with waitid(WNOWAIT), and the leader
+ * stays an unreaped zombie until 'R': until then `kill(-pid)` can only reach this backend's
+ * group, never an unrelated one that got the pid after the reap. The daemon sends 'R' once it
+ * has the exit and its kill sequence (SIGTERM, SIGKILL after kill_grace) is over.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -71,6 +81,8 @@ struct spawn {
   unsigned argc;
   pid_t pid;     /* > 0 once running */
   int cancelled; /* given up by the daemon before its message arrived: drop the message */
+  int exited;    /* its exit has been reported: the leader is a zombie until released */
+  int released;  /* the daemon sends its group no more signals: reap the leader at exit */
   struct spawn *next;
 };
 
@@ -310,22 +322,45 @@ static void maybe_start(struct spawn *s) {
     start(s);
 }
 
-static void reap(void) {
+static void bury(struct spawn *s) {
+  while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  forget(s);
+}
+
+/* Has the leader exited? Asked without reaping it (WNOWAIT): its pid stays taken. */
+static int has_exited(const struct spawn *s, siginfo_t *info) {
+  memset(info, 0, sizeof *info);
+  return waitid(P_PID, (id_t)s->pid, info, WEXITED | WNOHANG | WNOWAIT) == 0 && info->si_pid != 0;
+}
+
+static void drain_signals(void) {
   char drain[64];
   while (read(signal_pipe[0], drain, sizeof drain) > 0) {
   }
-  for (;;) {
-    int status;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) return;
-    for (struct spawn *s = spawns; s != NULL; s = s->next) {
-      if (s->pid != pid) continue;
-      if (WIFSIGNALED(status)) report('X', s->id, -1, WTERMSIG(status));
-      else report('X', s->id, WEXITSTATUS(status), 0);
-      forget(s);
-      break;
-    }
+}
+
+static void reap(void) {
+  drain_signals();
+  for (struct spawn *s = spawns, *next; s != NULL; s = next) {
+    next = s->next;
+    siginfo_t info;
+    if (s->pid == 0 || s->exited || !has_exited(s, &info)) continue;
+    s->exited = 1;
+    if (info.si_code == CLD_EXITED) report('X', s->id, info.si_status, 0);
+    else report('X', s->id, -1, info.si_status);
+    if (s->released) bury(s);
   }
+}
+
+static void release(uint32_t id) {
+  struct spawn *s = find(id);
+  if (s == NULL || s->pid == 0) {
+    fprintf(stderr, "git-fcgi-spawnd: release of spawn %u, which is not running\n", id);
+    return;
+  }
+  if (s->exited) bury(s);
+  else s->released = 1;
 }
 
 static void spawn_message(uint32_t id, const unsigned char *m, size_t len) {
@@ -355,6 +390,7 @@ static void spawn_message(uint32_t id, const unsigned char *m, size_t len) {
 static void handle_message(const unsigned char *m, size_t len) {
   uint32_t id = len >= 5 ? get_u32(m + 1) : 0;
   if (len >= 5 && m[0] == 'S') spawn_message(id, m, len);
+  else if (len == 5 && m[0] == 'R') release(id);
   else fprintf(stderr, "git-fcgi-spawnd: unknown control message of %zu bytes\n", len);
 }
 

@@ -77,8 +77,12 @@ export const spawnBackend: Spawner = (program, args, env, cwd, _signal) => {
     // emitting it.
     return Promise.reject(spawnError(program, describeError(err), err));
   }
+  let reaped = false;
   const exited = new Promise<BackendExit>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('exit', (code, signal) => {
+      reaped = true;
+      resolve({ code, signal });
+    });
   });
   return new Promise((resolve, reject) => {
     child.once('error', (err) => reject(spawnError(program, describeError(err), err)));
@@ -89,26 +93,38 @@ export const spawnBackend: Spawner = (program, args, env, cwd, _signal) => {
         return;
       }
       const { stdin, stdout, stderr } = child;
-      resolve({ stdin, stdout, stderr, pid, exited, kill: groupKiller(pid) });
+      resolve({ stdin, stdout, stderr, pid, exited, kill: groupKiller(pid, () => reaped) });
     });
   });
 };
 
-export function groupKiller(pid: number): (graceMs: number) => void {
+/** Sends `signal` to process group `pgid`; a group that is gone is no error. */
+export function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // ESRCH: nothing is left in the group.
+  }
+}
+
+/**
+ * The Node spawn's kill: SIGTERM to the group of `pid`, SIGKILL after `graceMs`; idempotent.
+ * Either is sent only while `reaped()` is false. A process group id is its leader's pid, and
+ * cannot be reused while the leader (a zombie included) or any member exists, so until Node has
+ * reaped the leader -pid names this group and no other; Node reaps the leader and emits 'exit'
+ * from one callback of its event loop, so no timer runs in between. Once the leader is reaped,
+ * members that survived the SIGTERM are left alone, as -pid could by then be an unrelated
+ * group's: git's own processes die of SIGTERM. (The spawn helper keeps the leader unreaped until
+ * the kill is over instead: see helper-spawn.ts.)
+ */
+export function groupKiller(pid: number, reaped: () => boolean): (graceMs: number) => void {
   let killed = false;
-  const signalGroup = (signal: NodeJS.Signals): void => {
-    try {
-      process.kill(-pid, signal);
-    } catch {
-      // ESRCH: nothing is left in the group.
-    }
-  };
   return (graceMs) => {
-    if (killed) return;
+    if (killed || reaped()) return;
     killed = true;
-    signalGroup('SIGTERM');
-    // Members of the group can outlive its leader (a forked pack-objects), so the SIGKILL is
-    // sent after the grace period whatever the leader did meanwhile.
-    setTimeout(() => signalGroup('SIGKILL'), graceMs).unref();
+    signalGroup(pid, 'SIGTERM');
+    setTimeout(() => {
+      if (!reaped()) signalGroup(pid, 'SIGKILL');
+    }, graceMs).unref();
   };
 }

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type { GitFcgiError } from '../errors.js';
-import { groupKiller, spawnError, type BackendExit, type BackendProcess } from './backend-process.js';
+import { signalGroup, spawnError, type BackendExit, type BackendProcess } from './backend-process.js';
 
 export interface HelperSpawnOptions {
   readonly id: number;
@@ -13,17 +13,24 @@ export interface HelperSpawnOptions {
   readonly startTimeoutMs: number;
   /** The helper will say nothing more about this spawn: it leaves the helper's table. */
   readonly forget: () => void;
+  /** Sends 'R': the group gets no more signals, the helper may reap its leader. */
+  readonly release: () => void;
 }
 
 /**
  * One backend started through git-fcgi-spawnd, as the daemon sees it: its three streams, then
- * the helper's reports ('P' started, 'F' not started, 'X' exited).
+ * the helper's reports ('P' started, 'F' not started, 'X' exited), until it sends 'R'.
  *
  * Waiting for the start has an end, whatever the helper does: the request's abort signal, a
  * deadline, and a stream that cannot connect each give the spawn up (rejecting `started`),
  * so a request never holds its max_children slot waiting for a start that will not come. A
  * spawn given up is forgotten once the helper reports it failed, or killed if the helper
  * starts it all the same.
+ *
+ * Signals go to the whole process group (-pid), and only while the helper keeps the leader
+ * unreaped: 'R' is sent once the exit is in, the relay has let go of stdout (it will not call
+ * kill() any more) and no SIGKILL is pending. Until then the group id cannot name any other
+ * group, however long ago the leader exited (see spawnd.c).
  */
 export class HelperSpawn {
   readonly started: Promise<BackendProcess>;
@@ -34,7 +41,12 @@ export class HelperSpawn {
   private rejectStart: (err: unknown) => void = () => {};
   private startTimer: NodeJS.Timeout | undefined;
   private givenUp = false;
-  private kill: ((graceMs: number) => void) | null = null;
+  private pid: number | null = null;
+  private exit: BackendExit | null = null;
+  private stdoutClosed = false;
+  private killing = false;
+  private killTimer: NodeJS.Timeout | undefined;
+  private released = false;
 
   constructor(private readonly options: HelperSpawnOptions) {
     const { address, id } = options;
@@ -51,6 +63,10 @@ export class HelperSpawn {
     for (const stream of this.streams) {
       stream.on('error', (err) => this.giveUp(this.error(`cannot reach the spawn helper: ${err.message}`)));
     }
+    this.streams[1].once('close', () => {
+      this.stdoutClosed = true;
+      this.maybeRelease();
+    });
     options.signal.addEventListener('abort', this.onAbort, { once: true });
     this.startTimer = setTimeout(() => {
       this.giveUp(this.error(`the spawn helper did not start it within ${options.startTimeoutMs} ms`));
@@ -60,7 +76,7 @@ export class HelperSpawn {
   /** 'P': running as `pid`. */
   onStarted(pid: number): void {
     this.stopWaiting();
-    this.kill = groupKiller(pid);
+    this.pid = pid;
     if (this.givenUp) {
       // Started after all: its streams are closed already, and nobody will relay it.
       this.kill(0);
@@ -71,8 +87,7 @@ export class HelperSpawn {
       viewSinks.set(stdout, onView);
       stdout.resume();
     };
-    const kill = this.kill;
-    this.resolveStart({ stdin, stdout, stderr, readStdout, pid, exited: this.exited, kill });
+    this.resolveStart({ stdin, stdout, stderr, readStdout, pid, exited: this.exited, kill: this.kill });
   }
 
   /** 'F': not started; `why` is the errno's name and the stage. */
@@ -81,25 +96,55 @@ export class HelperSpawn {
     this.giveUp(spawnError(this.options.program, why, Object.assign(new Error(why), { code })));
   }
 
-  /** 'X': exited. */
+  /** 'X': exited. The leader stays a zombie of the helper until released. */
   onExited(exit: BackendExit): void {
-    this.options.forget();
+    this.exit = exit;
     this.streams[0].destroy(); // as Node does with a child's stdin at exit
     this.resolveExit(exit);
+    this.maybeRelease();
   }
 
   /**
    * The helper is gone: nothing will report on this spawn any more. A backend that runs is
-   * killed and counted as such.
+   * killed and counted as such. The SIGKILL is the one signal sent without the helper holding
+   * the leader: a leader still running (no 'X' came) is init's child now, and its pid is taken
+   * until it exits and init reaps it, which leaves only that moment for it to be reused.
    */
   onHelperGone(): void {
     this.options.forget();
-    if (this.kill === null) {
+    clearTimeout(this.killTimer);
+    this.released = true;
+    if (this.pid === null) {
       this.giveUp(this.error('the spawn helper is gone'));
       return;
     }
-    this.kill(0);
+    if (this.exit !== null) return;
+    signalGroup(this.pid, 'SIGKILL');
     this.resolveExit({ code: null, signal: 'SIGKILL' });
+  }
+
+  /**
+   * SIGTERM to the group now, SIGKILL after `graceMs` whatever the leader did meanwhile:
+   * members of the group can outlive it (a forked pack-objects). Idempotent.
+   */
+  private readonly kill = (graceMs: number): void => {
+    const { pid } = this;
+    if (pid === null || this.killing || this.released) return;
+    this.killing = true;
+    signalGroup(pid, 'SIGTERM');
+    this.killTimer = setTimeout(() => {
+      this.killTimer = undefined;
+      signalGroup(pid, 'SIGKILL');
+      this.maybeRelease();
+    }, graceMs);
+    this.killTimer.unref();
+  };
+
+  private maybeRelease(): void {
+    if (this.released || this.exit === null || !this.stdoutClosed || this.killTimer !== undefined) return;
+    this.released = true;
+    this.options.forget();
+    this.options.release();
   }
 
   private readonly onAbort = (): void => {
@@ -107,7 +152,7 @@ export class HelperSpawn {
   };
 
   private giveUp(err: unknown): void {
-    if (this.kill !== null || this.givenUp) return;
+    if (this.pid !== null || this.givenUp) return;
     this.givenUp = true;
     this.stopWaiting();
     for (const stream of this.streams) stream.destroy();

@@ -108,12 +108,9 @@ export class SpawnHelper {
       return Promise.reject(spawnError(program, why, 'E2BIG'));
     }
     const id = this.takeId();
-    const head = Buffer.allocUnsafe(11);
-    head.writeUInt32LE(body.length + 7, 0);
-    head.write('S', 4, 'latin1');
-    head.writeUInt32LE(id, 5);
-    head.writeUInt16LE(args.length, 9);
-    this.control.write(Buffer.concat([head, body]));
+    const argc = Buffer.allocUnsafe(2);
+    argc.writeUInt16LE(args.length, 0);
+    this.control.write(controlMessage('S', id, argc, body));
     const spawn = new HelperSpawn({
       id,
       program,
@@ -121,6 +118,9 @@ export class SpawnHelper {
       signal,
       startTimeoutMs: this.startTimeoutMs,
       forget: () => this.spawns.delete(id),
+      release: () => {
+        if (this.control.writable) this.control.write(controlMessage('R', id));
+      },
     });
     this.spawns.set(id, spawn);
     return spawn.started;
@@ -189,6 +189,15 @@ export class SpawnHelper {
 function spawnError(program: string, why: string, code?: string): GitFcgiError {
   const cause = code === undefined ? undefined : Object.assign(new Error(why), { code });
   return backendSpawnError(program, why, cause);
+}
+
+/** u32 length, then `kind`, u32 id and the rest. */
+function controlMessage(kind: 'S' | 'R', id: number, ...rest: Buffer[]): Buffer {
+  const head = Buffer.allocUnsafe(9);
+  head.writeUInt32LE(5 + rest.reduce((sum, b) => sum + b.length, 0), 0);
+  head.write(kind, 4, 'latin1');
+  head.writeUInt32LE(id, 5);
+  return Buffer.concat([head, ...rest]);
 }
 
 function connect(address: string, id: number, role: number): Promise<net.Socket> {
