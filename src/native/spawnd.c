@@ -10,8 +10,10 @@
  * Usage: git-fcgi-spawnd SOCKET DAEMON_PID
  *   SOCKET      "@name" for an abstract UNIX socket, else a path. Every connection must come
  *               from DAEMON_PID (SO_PEERCRED); anything else is closed unread.
- * Prints "ready\n" on stdout once it listens. Exits when the control connection closes, or
- * with its parent (PR_SET_PDEATHSIG).
+ * Prints "ready\n" on stdout once it listens. Ends when the daemon is gone: its control
+ * connection closes, or SIGTERM comes (PR_SET_PDEATHSIG sends one when the daemon dies). Then
+ * every backend's process group gets SIGTERM, and SIGKILL ORPHAN_GRACE_MS later: no backend
+ * outlives the daemon, however the daemon ended.
  *
  * Protocol. Each connection starts with a 5-byte hello: u32 id (little-endian), u8 role.
  *   role 'C': the control connection (id 0), one per helper, both ways:
@@ -70,6 +72,8 @@
 #define MAX_PENDING_HELLO 1024
 /* Out of descriptors: how long the listening socket is left alone before accept4 is tried again. */
 #define ACCEPT_PAUSE_MS 100
+/* The daemon gone: how long backends get between SIGTERM and SIGKILL (kill_grace's default). */
+#define ORPHAN_GRACE_MS 2000
 
 enum { STAGE_FORK, STAGE_CHDIR, STAGE_EXEC, STAGE_MESSAGE, STAGE_STREAMS };
 
@@ -90,16 +94,19 @@ static struct spawn *spawns;
 static int control_fd = -1;
 static int signal_pipe[2];
 static pid_t daemon_pid;
+static volatile sig_atomic_t terminated;
+
+static void end_all(int status);
 
 static void die(const char *what) {
   fprintf(stderr, "git-fcgi-spawnd: %s: %s\n", what, strerror(errno));
-  exit(1);
+  end_all(1);
 }
 
-static void on_sigchld(int sig) {
-  (void)sig;
+static void on_signal(int sig) {
   int saved = errno;
-  (void)!write(signal_pipe[1], "c", 1);
+  if (sig == SIGTERM) terminated = 1;
+  (void)!write(signal_pipe[1], "s", 1);
   errno = saved;
 }
 
@@ -159,7 +166,7 @@ static void report(char kind, uint32_t id, int32_t a, int32_t b) {
   while (done < sizeof out) {
     ssize_t n = write(control_fd, out + done, sizeof out - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) exit(0); /* the daemon is gone */
+    if (n <= 0) end_all(0); /* the daemon is gone */
     done += (size_t)n;
   }
 }
@@ -363,6 +370,32 @@ static void release(uint32_t id) {
   else s->released = 1;
 }
 
+/*
+ * The daemon is gone (or the helper cannot go on): nothing else will end the backends, so the
+ * helper does, as the daemon would have: SIGTERM to every group, SIGKILL after a grace period
+ * (whatever the leaders did meanwhile: members can outlive them). Leaders are reaped only after
+ * the SIGKILL, so that it cannot reach another group.
+ */
+static void end_all(int status) {
+  int any = 0;
+  for (struct spawn *s = spawns; s != NULL; s = s->next) {
+    if (s->pid <= 0) continue;
+    (void)kill(-s->pid, SIGTERM);
+    any = 1;
+  }
+  for (long long until = now_ms() + ORPHAN_GRACE_MS, left; any && (left = until - now_ms()) > 0;)
+    (void)poll(NULL, 0, (int)left);
+  for (struct spawn *s = spawns; s != NULL; s = s->next)
+    if (s->pid > 0) (void)kill(-s->pid, SIGKILL);
+  /* Their zombies would otherwise go to init, which in a container may never reap them. */
+  long long until = now_ms() + 1000;
+  for (struct spawn *s = spawns; s != NULL; s = s->next) {
+    while (s->pid > 0 && waitpid(s->pid, NULL, WNOHANG) == 0 && now_ms() < until)
+      (void)poll(NULL, 0, 10);
+  }
+  exit(status);
+}
+
 static void spawn_message(uint32_t id, const unsigned char *m, size_t len) {
   if (len < 7) {
     report('F', id, EINVAL, STAGE_MESSAGE);
@@ -416,7 +449,7 @@ static void read_control(void) {
   }
   ssize_t n = read(control_fd, in_buf + in_len, in_cap - in_len);
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-  if (n <= 0) exit(0); /* the daemon closed the control connection: it is stopping */
+  if (n <= 0) end_all(0); /* the daemon closed the control connection: it is stopping */
   in_len += (size_t)n;
   size_t at = 0;
   for (;;) {
@@ -518,17 +551,19 @@ int main(int argc, char **argv) {
   }
   daemon_pid = (pid_t)atoi(argv[2]);
   close_inherited();
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl");
-  if (getppid() != daemon_pid) return 0; /* the daemon died before the prctl */
 
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
   if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0) die("pipe2");
-  sa.sa_handler = on_sigchld;
+  sa.sa_handler = on_signal;
   sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
   sigaction(SIGCHLD, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  /* SIGTERM, not SIGKILL: a helper outliving the daemon has the backends to end first. */
+  if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0) die("prctl");
+  if (getppid() != daemon_pid) return 0; /* the daemon died before the prctl */
 
   struct sockaddr_un addr;
   memset(&addr, 0, sizeof addr);
@@ -590,6 +625,7 @@ int main(int argc, char **argv) {
       if (errno == EINTR) continue;
       die("poll");
     }
+    if (terminated) end_all(0);
     if (fds[1].revents) reap();
     if (fds[2].revents) read_control();
     /* Hellos from the back: drop_hello moves the last entry into the freed slot. */

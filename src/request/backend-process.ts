@@ -81,6 +81,7 @@ export const spawnBackend: Spawner = (program, args, env, cwd, _signal) => {
   const exited = new Promise<BackendExit>((resolve) => {
     child.once('exit', (code, signal) => {
       reaped = true;
+      if (child.pid !== undefined) unreapedGroups.delete(child.pid);
       resolve({ code, signal });
     });
   });
@@ -93,6 +94,7 @@ export const spawnBackend: Spawner = (program, args, env, cwd, _signal) => {
         return;
       }
       const { stdin, stdout, stderr } = child;
+      if (!reaped) endWithTheDaemon(pid);
       resolve({ stdin, stdout, stderr, pid, exited, kill: groupKiller(pid, () => reaped) });
     });
   });
@@ -127,4 +129,31 @@ export function groupKiller(pid: number, reaped: () => boolean): (graceMs: numbe
       if (!reaped()) signalGroup(pid, 'SIGKILL');
     }, graceMs).unref();
   };
+}
+
+/** Groups of backends Node's spawn started whose leader Node has not reaped. */
+const unreapedGroups = new Set<number>();
+let exitHandlerInstalled = false;
+/** At the daemon's exit: how long those groups get between SIGTERM and SIGKILL. */
+const EXIT_GRACE_MS = 500;
+
+/**
+ * A daemon that exits without its normal stop (a second SIGTERM, an uncaught exception, any
+ * process.exit) takes the backends it forked along: SIGTERM to their groups, SIGKILL half a
+ * second later. It waits synchronously, so that libuv reaps no leader meanwhile and -pid stays
+ * each group's own (see groupKiller). A daemon killed outright (SIGKILL, a crash of Node itself)
+ * runs no exit handler: backends Node's spawn started then outlive it; those the spawn helper
+ * started do not (it ends them when it loses the daemon).
+ */
+function endWithTheDaemon(pid: number): void {
+  if (!exitHandlerInstalled) process.on('exit', onExit);
+  exitHandlerInstalled = true;
+  unreapedGroups.add(pid);
+}
+
+function onExit(): void {
+  if (unreapedGroups.size === 0) return;
+  for (const pid of unreapedGroups) signalGroup(pid, 'SIGTERM');
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, EXIT_GRACE_MS);
+  for (const pid of unreapedGroups) signalGroup(pid, 'SIGKILL');
 }

@@ -105,22 +105,22 @@ export class HelperSpawn {
   }
 
   /**
-   * The helper is gone: nothing will report on this spawn any more. A backend that runs is
-   * killed and counted as such. The SIGKILL is the one signal sent without the helper holding
-   * the leader: a leader still running (no 'X' came) is init's child now, and its pid is taken
-   * until it exits and init reaps it, which leaves only that moment for it to be reused.
+   * The helper is gone: nothing will report on this spawn any more, and nothing signals its
+   * group from here on (see SpawnHelper.onGone). A backend still running is counted as killed;
+   * its pid is returned.
    */
-  onHelperGone(): void {
+  onHelperGone(): number | null {
     this.options.forget();
     clearTimeout(this.killTimer);
+    this.killTimer = undefined;
     this.released = true;
     if (this.pid === null) {
       this.giveUp(this.error('the spawn helper is gone'));
-      return;
+      return null;
     }
-    if (this.exit !== null) return;
-    signalGroup(this.pid, 'SIGKILL');
+    if (this.exit !== null) return null;
     this.resolveExit({ code: null, signal: 'SIGKILL' });
+    return this.pid;
   }
 
   /**

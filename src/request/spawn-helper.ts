@@ -6,7 +6,7 @@ import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { GitFcgiError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { spawnError as backendSpawnError, type Spawner } from './backend-process.js';
+import { signalGroup, spawnError as backendSpawnError, type Spawner } from './backend-process.js';
 import { HelperSpawn, hello } from './helper-spawn.js';
 
 /** Built next to dist/cli.js by `npm ci` (see src/native/spawnd.c for why and how). */
@@ -42,6 +42,7 @@ export class SpawnHelper {
   private nextId = 1;
   private received: Buffer = Buffer.alloc(0);
   private closed = false;
+  private gone = false;
 
   private constructor(
     private readonly child: ChildProcess,
@@ -134,7 +135,7 @@ export class SpawnHelper {
     return id;
   }
 
-  /** Ends the helper (at exit); backends already running carry on and are not waited for. */
+  /** Ends the helper (at exit): backends still running get SIGTERM from it, SIGKILL 2 s later. */
   close(): void {
     this.closed = true;
     this.control.end();
@@ -168,17 +169,30 @@ export class SpawnHelper {
   }
 
   /**
-   * The helper died (a bug, or killed): nothing can report the backends' exits any more, so
-   * they are killed and counted as such; later requests fall back to Node's own spawn.
+   * The helper ended (closed, killed, or a bug): later requests fall back to Node's own spawn,
+   * and the backends it started are counted as killed. Ending on its own (the control
+   * connection closed, SIGTERM) it ends their groups itself: SIGTERM, SIGKILL 2 s later. Killed
+   * outright (SIGKILL, a crash) it could not, and the daemon sends the SIGKILLs: the one case
+   * where a signal goes to a group whose leader the helper does not hold. A leader whose exit
+   * was not reported is init's child then, its pid taken until it exits and init reaps it; only
+   * that moment is left for the pid to be reused.
    */
   private onGone(why: string): void {
-    if (this.closed && this.spawns.size === 0) return;
-    const wasClosed = this.closed;
+    if (this.gone) return;
+    this.gone = true;
+    if (!this.closed) this.log.error(`spawn helper gone: ${why}; starting backends without it from now on`);
     this.closed = true;
-    if (!wasClosed) this.log.error(`spawn helper gone: ${why}; starting backends without it from now on`);
-    this.child.kill('SIGKILL');
     this.control.destroy();
-    for (const spawn of [...this.spawns.values()]) spawn.onHelperGone();
+    const running = [...this.spawns.values()].flatMap((spawn) => spawn.onHelperGone() ?? []);
+    const { child } = this;
+    const killedOutright = (): void => {
+      if (child.signalCode !== null) for (const pid of running) signalGroup(pid, 'SIGKILL');
+    };
+    if (child.exitCode !== null || child.signalCode !== null) killedOutright();
+    else {
+      child.once('exit', killedOutright);
+      child.kill('SIGTERM'); // still there without its control connection: it ends what runs
+    }
   }
 
   get available(): boolean {
