@@ -24,8 +24,13 @@ const HANG = join(repoRoot, 'test', 'fixtures', 'backends', 'hang.sh');
 const PRINT_ENV = join(repoRoot, 'test', 'fixtures', 'backends', 'print-env.sh');
 const SPAWN_HELPER = join(repoRoot, 'dist', 'git-fcgi-spawnd');
 
-/** The spawn helper the daemon started: its only child named git-fcgi-spawnd. */
-async function helperOf(daemonPid: number): Promise<ProcStat | undefined> {
+/**
+ * The spawn helper the daemon started: its only child named git-fcgi-spawnd, looked for once
+ * the daemon answers at `url` (its socket accepts before the helper is started, and requests
+ * are held until it is).
+ */
+async function helperOf(daemonPid: number, url: string): Promise<ProcStat | undefined> {
+  await fetch(`${url}no-such-repository.git/info/refs`);
   return (await listProcesses()).find((p) => p.ppid === daemonPid && p.comm === 'git-fcgi-spawnd');
 }
 
@@ -56,7 +61,7 @@ test('backends are started by git-fcgi-spawnd, in their own session, not forked 
   const root = await tmpDir(t, 'spawnd-');
   await createBareRepo(t, root, 'r.git');
   const { daemon, nginx } = await startGitStack(t, root, { args: ['--export-all', '--backend', HANG] });
-  const helper = await helperOf(daemon.pid);
+  const helper = await helperOf(daemon.pid, nginx.url(0));
   assert.ok(helper, 'a git-fcgi-spawnd child of the daemon');
   const controller = new AbortController();
   const pending = fetch(nginx.url(0, '/r.git/info/refs'), { signal: controller.signal }).catch(() => null);
@@ -81,7 +86,7 @@ test('spawn_helper = off: clone and push work, backends forked by the daemon its
     args: ['--export-all', '--spawn-helper', 'off'],
     location: { extra: 'fastcgi_param REMOTE_USER alice;' },
   });
-  assert.equal(await helperOf(daemon.pid), undefined);
+  assert.equal(await helperOf(daemon.pid, nginx.url(0)), undefined);
   await cloneAndPush(t, root, nginx.url(0, '/r.git'));
   await assertNoGitProcesses(root, { withinMs: 3000 });
 });
@@ -93,7 +98,7 @@ test('the helper killed: the daemon says so, and serves on by forking itself', a
     args: ['--export-all'],
     location: { extra: 'fastcgi_param REMOTE_USER alice;' },
   });
-  const helper = await helperOf(daemon.pid);
+  const helper = await helperOf(daemon.pid, nginx.url(0));
   assert.ok(helper);
   process.kill(helper.pid, 'SIGKILL');
   await waitFor(() => /spawn helper gone/.test(daemon.logs()), { timeoutMs: 5000, what: 'the error line' });
@@ -118,8 +123,8 @@ test('a backend that cannot be executed: 502, and the reason in the log', async 
 test('the helper serves the daemon only: another process connecting is turned away unheard', async (t) => {
   const root = await tmpDir(t, 'spawnd-peer-');
   await createBareRepo(t, root, 'r.git');
-  const { daemon } = await startGitStack(t, root, { args: ['--export-all'] });
-  const helper = await helperOf(daemon.pid);
+  const { daemon, nginx } = await startGitStack(t, root, { args: ['--export-all'] });
+  const helper = await helperOf(daemon.pid, nginx.url(0));
   assert.ok(helper);
   const [, name] = (await readFile(`/proc/${helper.pid}/cmdline`, 'utf8')).split('\0');
   assert.match(name ?? '', /^@git-fcgi-spawnd-/);

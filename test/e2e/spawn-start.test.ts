@@ -74,9 +74,29 @@ test('a client that leaves while its spawn waits for the helper: the request end
     '--max-children',
     '1',
   ]);
+  // A first request: the daemon serves only once its helper runs, which must not be stopped
+  // before it is ready.
+  const first = await fcgiExchange(
+    sock,
+    Buffer.concat([
+      beginRequest(),
+      paramsRecords(gitParams('/r.git/info/refs')),
+      stdinRecords(Buffer.alloc(0)),
+    ]),
+  );
+  assert.equal(first.status, 200);
   const helper = await helperOf(daemon.pid);
   freeze(t, helper);
-  const sockets = await socketCount(daemon.pid);
+  // The first request's streams may still be closing: count once the number holds still.
+  let sockets = -1;
+  await waitFor(
+    async () => {
+      const before = sockets;
+      sockets = await socketCount(daemon.pid);
+      return sockets === before;
+    },
+    { timeoutMs: 5000, intervalMs: 200, what: "the daemon's sockets to settle" },
+  );
   const client = net.connect(sock);
   client.on('error', () => {});
   client.write(
