@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'ERR_RATE_LIMITED'
   // Backend (git http-backend) failures.
   | 'ERR_BACKEND_SPAWN'
+  | 'ERR_ENV_TOO_LARGE'
   | 'ERR_BACKEND_EXIT'
   | 'ERR_CGI_HEADER'
   | 'ERR_CGI_HEADER_TOO_LARGE'

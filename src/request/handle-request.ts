@@ -210,7 +210,7 @@ async function runBackend(
       runEnv: Record<string, string>,
       options: RelayOptions,
     ): Promise<RelayResult> => {
-      const backend = await deps.spawn(program, args, runEnv, repoDir);
+      const backend = await deps.spawn(program, args, runEnv, repoDir, exchange.signal);
       deps.events.spawned();
       log.debug('backend started', { pid: backend.pid, backend: program });
       return new BackendRelay(exchange, backend, options).run();

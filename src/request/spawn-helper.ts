@@ -4,28 +4,31 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { GitFcgiError } from '../errors.js';
+import type { GitFcgiError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { groupKiller, type BackendExit, type BackendProcess, type Spawner } from './backend-process.js';
+import { signalGroup, spawnError as backendSpawnError, type Spawner } from './backend-process.js';
+import { HelperSpawn, hello } from './helper-spawn.js';
 
 /** Built next to dist/cli.js by `npm ci` (see src/native/spawnd.c for why and how). */
 export const SPAWN_HELPER_PATH = fileURLToPath(new URL('../git-fcgi-spawnd', import.meta.url));
 
 const REPORT_LEN = 13;
-const STAGES = ['fork', 'chdir', 'exec'] as const;
+/**
+ * How long a spawn waits for the helper to start its backend: a start takes milliseconds, but
+ * a helper stuck (stopped, blocked in an exec on a hung mount) must not hold requests forever.
+ */
+const START_TIMEOUT_MS = 10_000;
+/** The helper's MAX_MESSAGE: larger spawn messages are refused here, not sent (see spawnd.c). */
+const MAX_MESSAGE_BYTES = 4 << 20;
+const STAGES = ['fork', 'chdir', 'exec', 'message', 'streams'] as const;
 const SIGNAL_NAMES = new Map(
   Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]),
 );
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, number]) => [number, name]));
 
-interface Pending {
-  readonly program: string;
-  readonly streams: [net.Socket, net.Socket, net.Socket];
-  readonly started: (backend: BackendProcess) => void;
-  readonly failed: (err: Error) => void;
-  readonly exited: Promise<BackendExit>;
-  readonly exit: (exit: BackendExit) => void;
-  pid?: number;
+export interface SpawnHelperOptions {
+  /** How long a spawn may wait for the helper to start its backend (default 10 s). */
+  readonly startTimeoutMs?: number;
 }
 
 /**
@@ -35,16 +38,18 @@ interface Pending {
  * back on a control connection.
  */
 export class SpawnHelper {
-  private readonly pending = new Map<number, Pending>();
+  private readonly spawns = new Map<number, HelperSpawn>();
   private nextId = 1;
   private received: Buffer = Buffer.alloc(0);
   private closed = false;
+  private gone = false;
 
   private constructor(
     private readonly child: ChildProcess,
     private readonly address: string,
     private readonly control: net.Socket,
     private readonly log: Logger,
+    private readonly startTimeoutMs: number,
   ) {
     control.on('data', (chunk: Buffer) => this.onReports(chunk));
     control.on('error', () => {});
@@ -53,7 +58,7 @@ export class SpawnHelper {
   }
 
   /** Starts the helper; rejects when it cannot run (no binary, no listening socket). */
-  static async start(binary: string, log: Logger): Promise<SpawnHelper> {
+  static async start(binary: string, log: Logger, options: SpawnHelperOptions = {}): Promise<SpawnHelper> {
     if (!existsSync(binary)) throw new Error(`${binary} is missing (built by npm ci; needs a C compiler)`);
     const name = `git-fcgi-spawnd-${process.pid}-${randomBytes(6).toString('hex')}`;
     const child = spawnChild(binary, [`@${name}`, String(process.pid)], {
@@ -84,48 +89,53 @@ export class SpawnHelper {
     const address = `\0${name}`;
     try {
       const control = await connect(address, 0, 'C'.charCodeAt(0));
-      return new SpawnHelper(child, address, control, log);
+      return new SpawnHelper(child, address, control, log, options.startTimeoutMs ?? START_TIMEOUT_MS);
     } catch (err) {
       child.kill('SIGKILL');
       throw err;
     }
   }
 
-  readonly spawn: Spawner = (program, args, env, cwd) => {
+  readonly spawn: Spawner = (program, args, env, cwd, signal) => {
     if (this.closed) return Promise.reject(spawnError(program, 'the spawn helper is gone'));
+    if (signal.aborted) return Promise.reject(signal.reason);
     const strings = [program, cwd, ...args, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
     if (strings.some((s) => s.includes('\0')) || args.length > 0xffff) {
       return Promise.reject(spawnError(program, 'a NUL byte in its arguments or environment'));
     }
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     const body = Buffer.from(`${strings.join('\0')}\0`);
-    const head = Buffer.allocUnsafe(11);
-    head.writeUInt32LE(body.length + 7, 0);
-    head.write('S', 4, 'latin1');
-    head.writeUInt32LE(id, 5);
-    head.writeUInt16LE(args.length, 9);
-    this.control.write(Buffer.concat([head, body]));
-    const streams = [0, 1, 2].map((role) => streamTo(this.address, id, role)) as Pending['streams'];
-    let exit: (exit: BackendExit) => void = () => {};
-    const exited = new Promise<BackendExit>((resolve) => (exit = resolve));
-    return new Promise<BackendProcess>((started, failed) => {
-      this.pending.set(id, { program, streams, started, failed, exited, exit });
-      // A stream that cannot connect (the helper overwhelmed or going away) fails the spawn
-      // instead of leaving the request waiting for a start that will not come.
-      for (const stream of streams) {
-        stream.once('error', (err) => {
-          const p = this.pending.get(id);
-          if (p === undefined || p.pid !== undefined) return;
-          this.pending.delete(id);
-          for (const s of streams) s.destroy();
-          failed(spawnError(program, `cannot reach the spawn helper: ${err.message}`));
-        });
-      }
+    if (body.length + 7 > MAX_MESSAGE_BYTES) {
+      const why = `E2BIG: ${body.length} bytes of arguments and environment`;
+      return Promise.reject(spawnError(program, why, 'E2BIG'));
+    }
+    const id = this.takeId();
+    const argc = Buffer.allocUnsafe(2);
+    argc.writeUInt16LE(args.length, 0);
+    this.control.write(controlMessage('S', id, argc, body));
+    const spawn = new HelperSpawn({
+      id,
+      program,
+      address: this.address,
+      signal,
+      startTimeoutMs: this.startTimeoutMs,
+      forget: () => this.spawns.delete(id),
+      release: () => {
+        if (this.control.writable) this.control.write(controlMessage('R', id));
+      },
     });
+    this.spawns.set(id, spawn);
+    return spawn.started;
   };
 
-  /** Ends the helper (at exit); backends already running carry on and are not waited for. */
+  /** The next id no spawn in the table has: the helper would take a report for the other. */
+  private takeId(): number {
+    let id = this.nextId;
+    while (this.spawns.has(id)) id = id >= 0xffffffff ? 1 : id + 1;
+    this.nextId = id >= 0xffffffff ? 1 : id + 1;
+    return id;
+  }
+
+  /** Ends the helper (at exit): backends still running get SIGTERM from it, SIGKILL 2 s later. */
   close(): void {
     this.closed = true;
     this.control.end();
@@ -145,48 +155,43 @@ export class SpawnHelper {
   }
 
   private onReport(kind: string, id: number, a: number, b: number): void {
-    const p = this.pending.get(id);
-    if (p === undefined) return;
-    if (kind === 'P') {
-      p.pid = a;
-      const [stdin, stdout, stderr] = p.streams;
-      const readStdout = (onView: (view: Buffer) => boolean): void => {
-        viewSinks.set(stdout, onView);
-        stdout.resume();
-      };
-      p.started({ stdin, stdout, stderr, readStdout, pid: a, exited: p.exited, kill: groupKiller(a) });
-    } else if (kind === 'F') {
-      this.pending.delete(id);
-      for (const s of p.streams) s.destroy();
+    const spawn = this.spawns.get(id);
+    if (spawn === undefined) return;
+    if (kind === 'P') spawn.onStarted(a);
+    else if (kind === 'F') {
       const code = ERRNO_NAMES.get(a) ?? `errno ${a}`;
-      p.failed(spawnError(p.program, `${code} at ${STAGES[b] ?? 'start'}`, code));
+      spawn.onFailed(`${code} at ${STAGES[b] ?? 'start'}`, code);
     } else if (kind === 'X') {
-      this.pending.delete(id);
-      p.streams[0].destroy(); // as Node does with a child's stdin at exit
-      p.exit(a < 0 ? { code: null, signal: SIGNAL_NAMES.get(b) ?? 'SIGKILL' } : { code: a, signal: null });
+      spawn.onExited(
+        a < 0 ? { code: null, signal: SIGNAL_NAMES.get(b) ?? 'SIGKILL' } : { code: a, signal: null },
+      );
     }
   }
 
   /**
-   * The helper died (a bug, or killed): nothing can report the backends' exits any more, so
-   * they are killed and counted as such; later requests fall back to Node's own spawn.
+   * The helper ended (closed, killed, or a bug): later requests fall back to Node's own spawn,
+   * and the backends it started are counted as killed. Ending on its own (the control
+   * connection closed, SIGTERM) it ends their groups itself: SIGTERM, SIGKILL 2 s later. Killed
+   * outright (SIGKILL, a crash) it could not, and the daemon sends the SIGKILLs: the one case
+   * where a signal goes to a group whose leader the helper does not hold. A leader whose exit
+   * was not reported is init's child then, its pid taken until it exits and init reaps it; only
+   * that moment is left for the pid to be reused.
    */
   private onGone(why: string): void {
-    if (this.closed && this.pending.size === 0) return;
-    const wasClosed = this.closed;
+    if (this.gone) return;
+    this.gone = true;
+    if (!this.closed) this.log.error(`spawn helper gone: ${why}; starting backends without it from now on`);
     this.closed = true;
-    if (!wasClosed) this.log.error(`spawn helper gone: ${why}; starting backends without it from now on`);
-    this.child.kill('SIGKILL');
     this.control.destroy();
-    for (const [id, p] of this.pending) {
-      this.pending.delete(id);
-      if (p.pid === undefined) {
-        for (const s of p.streams) s.destroy();
-        p.failed(spawnError(p.program, 'the spawn helper is gone'));
-      } else {
-        groupKiller(p.pid)(0);
-        p.exit({ code: null, signal: 'SIGKILL' });
-      }
+    const running = [...this.spawns.values()].flatMap((spawn) => spawn.onHelperGone() ?? []);
+    const { child } = this;
+    const killedOutright = (): void => {
+      if (child.signalCode !== null) for (const pid of running) signalGroup(pid, 'SIGKILL');
+    };
+    if (child.exitCode !== null || child.signalCode !== null) killedOutright();
+    else {
+      child.once('exit', killedOutright);
+      child.kill('SIGTERM'); // still there without its control connection: it ends what runs
     }
   }
 
@@ -197,53 +202,16 @@ export class SpawnHelper {
 
 function spawnError(program: string, why: string, code?: string): GitFcgiError {
   const cause = code === undefined ? undefined : Object.assign(new Error(why), { code });
-  return new GitFcgiError('ERR_BACKEND_SPAWN', `cannot run ${program}: ${why}`, {
-    status: 502,
-    ...(cause === undefined ? {} : { cause }),
-  });
+  return backendSpawnError(program, why, cause);
 }
 
-function hello(id: number, role: number): Buffer {
-  const b = Buffer.allocUnsafe(5);
-  b.writeUInt32LE(id, 0);
-  b.writeUInt8(role, 4);
-  return b;
-}
-
-/**
- * One of a backend's standard streams, usable at once (writes wait for the connection). Like a
- * pipe it closes when both sides are done: stdin's end() is a shutdown(SHUT_WR), and the
- * backend's exit ends each socket's reading side.
- */
-function streamTo(address: string, id: number, role: number): net.Socket {
-  const socket = role === 1 ? viewReadingSocket(address) : net.connect({ path: address });
-  socket.write(hello(id, role));
-  // Nothing comes back on stdin but its end, which must be read for the socket to close.
-  if (role === 0) socket.on('data', () => {});
-  return socket;
-}
-
-/** Where each stdout socket's reads go once the relay has asked for them (readStdout). */
-const viewSinks = new WeakMap<net.Socket, (view: Buffer) => boolean>();
-const READ_BUFFER_BYTES = 64 * 1024;
-
-/**
- * A socket that reads into one buffer of its own (net's `onread`): nothing is allocated per
- * read. Paused until readStdout() gives it a sink.
- */
-function viewReadingSocket(address: string): net.Socket {
-  const socket: net.Socket = net.connect({
-    path: address,
-    onread: {
-      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
-      callback: (bytes: number, buffer: Uint8Array): boolean => {
-        const sink = viewSinks.get(socket);
-        return sink !== undefined && sink(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
-      },
-    },
-  });
-  socket.pause();
-  return socket;
+/** u32 length, then `kind`, u32 id and the rest. */
+function controlMessage(kind: 'S' | 'R', id: number, ...rest: Buffer[]): Buffer {
+  const head = Buffer.allocUnsafe(9);
+  head.writeUInt32LE(5 + rest.reduce((sum, b) => sum + b.length, 0), 0);
+  head.write(kind, 4, 'latin1');
+  head.writeUInt32LE(id, 5);
+  return Buffer.concat([head, ...rest]);
 }
 
 function connect(address: string, id: number, role: number): Promise<net.Socket> {

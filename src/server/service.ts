@@ -8,6 +8,7 @@ import { GitInstalls } from '../advertisement/git-install.js';
 import { createRequestHandler, type HandlerSettings } from '../request/handle-request.js';
 import { SPAWN_HELPER_PATH, SpawnHelper } from '../request/spawn-helper.js';
 import { Daemon } from './daemon.js';
+import { closeInheritedDescriptors } from './inherited-fds.js';
 import { Limiter } from './limiter.js';
 import { writePidFile } from './pid-file.js';
 import {
@@ -115,6 +116,9 @@ export class Service {
     let listening: string[];
     try {
       listening = await service.daemon.start();
+      for (const fd of closeInheritedDescriptors()) {
+        options.log.info(`closed descriptor ${fd}, inherited without close-on-exec: backends get none`);
+      }
       const { pidFile } = options.config;
       if (pidFile !== null) service.removePidFile = writePidFile(pidFile);
       if (checked.runAs !== null) dropPrivileges(checked.runAs);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { repoRoot } from '../helpers/daemon.js';
@@ -23,8 +24,13 @@ const HANG = join(repoRoot, 'test', 'fixtures', 'backends', 'hang.sh');
 const PRINT_ENV = join(repoRoot, 'test', 'fixtures', 'backends', 'print-env.sh');
 const SPAWN_HELPER = join(repoRoot, 'dist', 'git-fcgi-spawnd');
 
-/** The spawn helper the daemon started: its only child named git-fcgi-spawnd. */
-async function helperOf(daemonPid: number): Promise<ProcStat | undefined> {
+/**
+ * The spawn helper the daemon started: its only child named git-fcgi-spawnd, looked for once
+ * the daemon answers at `url` (its socket accepts before the helper is started, and requests
+ * are held until it is).
+ */
+async function helperOf(daemonPid: number, url: string): Promise<ProcStat | undefined> {
+  await fetch(`${url}no-such-repository.git/info/refs`);
   return (await listProcesses()).find((p) => p.ppid === daemonPid && p.comm === 'git-fcgi-spawnd');
 }
 
@@ -55,7 +61,7 @@ test('backends are started by git-fcgi-spawnd, in their own session, not forked 
   const root = await tmpDir(t, 'spawnd-');
   await createBareRepo(t, root, 'r.git');
   const { daemon, nginx } = await startGitStack(t, root, { args: ['--export-all', '--backend', HANG] });
-  const helper = await helperOf(daemon.pid);
+  const helper = await helperOf(daemon.pid, nginx.url(0));
   assert.ok(helper, 'a git-fcgi-spawnd child of the daemon');
   const controller = new AbortController();
   const pending = fetch(nginx.url(0, '/r.git/info/refs'), { signal: controller.signal }).catch(() => null);
@@ -80,7 +86,7 @@ test('spawn_helper = off: clone and push work, backends forked by the daemon its
     args: ['--export-all', '--spawn-helper', 'off'],
     location: { extra: 'fastcgi_param REMOTE_USER alice;' },
   });
-  assert.equal(await helperOf(daemon.pid), undefined);
+  assert.equal(await helperOf(daemon.pid, nginx.url(0)), undefined);
   await cloneAndPush(t, root, nginx.url(0, '/r.git'));
   await assertNoGitProcesses(root, { withinMs: 3000 });
 });
@@ -92,7 +98,7 @@ test('the helper killed: the daemon says so, and serves on by forking itself', a
     args: ['--export-all'],
     location: { extra: 'fastcgi_param REMOTE_USER alice;' },
   });
-  const helper = await helperOf(daemon.pid);
+  const helper = await helperOf(daemon.pid, nginx.url(0));
   assert.ok(helper);
   process.kill(helper.pid, 'SIGKILL');
   await waitFor(() => /spawn helper gone/.test(daemon.logs()), { timeoutMs: 5000, what: 'the error line' });
@@ -117,8 +123,8 @@ test('a backend that cannot be executed: 502, and the reason in the log', async 
 test('the helper serves the daemon only: another process connecting is turned away unheard', async (t) => {
   const root = await tmpDir(t, 'spawnd-peer-');
   await createBareRepo(t, root, 'r.git');
-  const { daemon } = await startGitStack(t, root, { args: ['--export-all'] });
-  const helper = await helperOf(daemon.pid);
+  const { daemon, nginx } = await startGitStack(t, root, { args: ['--export-all'] });
+  const helper = await helperOf(daemon.pid, nginx.url(0));
   assert.ok(helper);
   const [, name] = (await readFile(`/proc/${helper.pid}/cmdline`, 'utf8')).split('\0');
   assert.match(name ?? '', /^@git-fcgi-spawnd-/);
@@ -204,12 +210,20 @@ test('a spawn the daemon gives up before it starts leaves nothing open in the he
   t.after(() => control.destroy());
   const reports: Buffer[] = [];
   control.on('data', (chunk: Buffer) => reports.push(chunk));
+  const failedIds = (): number[][] => {
+    const all = Buffer.concat(reports);
+    const failed: number[][] = [];
+    for (let at = 0; at + 13 <= all.length; at += 13)
+      if (all[at] === 'F'.charCodeAt(0))
+        failed.push([all.readUInt32LE(at + 1), all.readInt32LE(at + 5), all.readInt32LE(at + 9)]);
+    return failed.sort((a, b) => (a[0] ?? 0) - (b[0] ?? 0));
+  };
   await waitFor(async () => (await fdCount()) > 0, { timeoutMs: 2000, what: 'the control connection' });
   await new Promise((r) => setTimeout(r, 100));
   const base = await fdCount();
 
-  // Spawn 9: two of its streams, then the daemon gives up (closes them). Spawn 11: its message
-  // and one stream, then the same.
+  // Spawn 9: two of its streams, then the daemon gives up (closes them) before the helper has
+  // read its message. Spawn 11: its message and one stream, then the same.
   const given = [await open(hello(9, 0)), await open(hello(9, 1))];
   control.write(spawnMessage(11));
   given.push(await open(hello(11, 2)));
@@ -222,9 +236,17 @@ test('a spawn the daemon gives up before it starts leaves nothing open in the he
     timeoutMs: 3000,
     what: `the helper to close the given-up streams (holds ${await fdCount()} descriptors, ${base} before)`,
   });
+  // Each given-up spawn is reported failed (ECANCELED, stage 4: a stream closed), so that the
+  // daemon can forget it; 9's message, late, is dropped when it comes.
+  control.write(spawnMessage(9));
+  await waitFor(() => failedIds().length === 2, { timeoutMs: 3000, what: 'both spawns reported failed' });
+  assert.deepEqual(failedIds(), [
+    [9, os.constants.errno.ECANCELED, 4],
+    [11, os.constants.errno.ECANCELED, 4],
+  ]);
 
   // Both ids again, whole this time: each runs and answers (a kept stream would have turned the
-  // new one away; a kept message would have made the helper exit on a second message for 11).
+  // new one away; a kept message would have left a second message for 11 unanswered).
   for (const id of [9, 11]) {
     control.write(spawnMessage(id));
     const streams = [await open(hello(id, 0)), await open(hello(id, 1)), await open(hello(id, 2))];

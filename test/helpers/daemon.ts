@@ -40,6 +40,8 @@ export interface StartGitFcgiOptions {
    * wrapper execs the daemon, so `pid` is still the daemon's.
    */
   readonly git?: InstalledGit;
+  /** Descriptors the daemon inherits beyond 0-2 (see StartOptions). */
+  readonly extraFds?: Readonly<Record<number, number>>;
 }
 
 /** `args` plus `--allow-root` when git-fcgi would otherwise refuse to start as root in a test. */
@@ -96,6 +98,7 @@ export async function startGitFcgi(
   const proc = await startProcess(t, command.cmd, command.args, {
     cwd,
     ...(opts.env === undefined ? {} : { env: opts.env }),
+    ...(opts.extraFds === undefined ? {} : { extraFds: opts.extraFds }),
   });
   const listen = parseListen(optionValue(args, '--listen'), cwd);
   const socket = listen?.socket;

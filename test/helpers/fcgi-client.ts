@@ -16,11 +16,15 @@ export function beginRequest(requestId = 1, keepConn = false): Buffer {
   return encodeRecord(RecordType.BEGIN_REQUEST, requestId, body);
 }
 
+/** The params in as many records as they take (a record holds at most 65535 bytes). */
 export function paramsRecords(params: Record<string, string>, requestId = 1): Buffer {
-  return Buffer.concat([
-    encodeRecord(RecordType.PARAMS, requestId, encodeParams(Object.entries(params))),
-    encodeRecord(RecordType.PARAMS, requestId, Buffer.alloc(0)),
-  ]);
+  const encoded = encodeParams(Object.entries(params));
+  const parts: Buffer[] = [];
+  for (let i = 0; i < encoded.length; i += 65535) {
+    parts.push(encodeRecord(RecordType.PARAMS, requestId, encoded.subarray(i, i + 65535)));
+  }
+  parts.push(encodeRecord(RecordType.PARAMS, requestId, Buffer.alloc(0)));
+  return Buffer.concat(parts);
 }
 
 export function stdinRecords(body: Buffer, requestId = 1, end = true): Buffer {

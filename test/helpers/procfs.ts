@@ -63,3 +63,27 @@ export async function backendsOf(root: string): Promise<ProcStat[]> {
   }
   return found;
 }
+
+/** USER_HZ: the unit of /proc/PID/stat's times, 100 on every Linux architecture in use. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** CPU time (user + system) the process has used so far, in seconds; undefined once it is gone. */
+export async function cpuSeconds(pid: number): Promise<number | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  // After "pid (comm) ": state is field 3, utime and stime fields 14 and 15.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  return Number.isFinite(utime + stime) ? (utime + stime) / CLOCK_TICKS_PER_SECOND : undefined;
+}
+
+/** The descriptors the process holds: fd number -> what it points to. */
+export async function openDescriptors(pid: number): Promise<Map<number, string>> {
+  const fds = new Map<number, string>();
+  for (const name of await readdir(`/proc/${pid}/fd`).catch(() => [])) {
+    const target = await readlink(`/proc/${pid}/fd/${name}`).catch(() => undefined);
+    if (target !== undefined) fds.set(Number(name), target);
+  }
+  return fds;
+}

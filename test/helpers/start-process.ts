@@ -21,6 +21,11 @@ export interface StartOptions {
   readonly maxOutputBytes?: number;
   /** How long stop() waits after SIGTERM before SIGKILL. */
   readonly killGraceMs?: number;
+  /**
+   * Descriptors the process inherits beyond 0-2, without close-on-exec, as a launching shell's
+   * `exec 251</etc/hostname` leaves them: its fd number -> this process's descriptor.
+   */
+  readonly extraFds?: Readonly<Record<number, number>>;
 }
 
 export interface StartedProcess {
@@ -45,6 +50,15 @@ export function mergeEnv(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv 
   return merged;
 }
 
+function stdioWith(opts: StartOptions): Array<'ignore' | 'pipe' | number> {
+  const stdio: Array<'ignore' | 'pipe' | number> = [opts.stdin ?? 'ignore', 'pipe', 'pipe'];
+  for (const [fd, from] of Object.entries(opts.extraFds ?? {})) {
+    while (stdio.length < Number(fd)) stdio.push('ignore');
+    stdio[Number(fd)] = from;
+  }
+  return stdio;
+}
+
 /** Starts a long-running process in its own process group; `t` stops the whole group when it cleans up. */
 export async function startProcess(
   t: Cleanup,
@@ -56,7 +70,7 @@ export async function startProcess(
     cwd: opts.cwd,
     env: mergeEnv(opts.env),
     detached: true,
-    stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'],
+    stdio: stdioWith(opts),
   });
   const { pid, stdout, stderr } = child;
   if (pid === undefined) {
