@@ -56,11 +56,11 @@ function costOf(key: string, snapshot: Snapshot, body: Buffer): number {
  * differs from one request to the next (addresses, request id, HTTP headers; the protocol
  * version is in GIT_PROTOCOL, a user's hidden refs in GIT_CONFIG_*).
  */
-export function refCacheKey(repoDir: string, env: Readonly<Record<string, string>>): string {
+export function refCacheKey(scope: string, env: Readonly<Record<string, string>>): string {
   const names = Object.keys(env)
     .filter((name) => !PER_REQUEST.has(name) && !name.startsWith('HTTP_'))
     .sort();
-  let key = repoDir;
+  let key = scope;
   for (const name of names) key += `\0${name}=${env[name] ?? ''}`;
   return key;
 }
@@ -95,8 +95,8 @@ export class RefAdvertisementCache {
   }
 
   /** One request's use of the cache: a look-up, then maybe the run that fills it. */
-  use(repoDir: string, env: Readonly<Record<string, string>>, dependsOn: Dependencies): CacheUse {
-    return new CacheUse(this, refCacheKey(repoDir, env), repoDir, dependsOn);
+  use(key: string, repoDir: string, dependsOn: Dependencies): CacheUse {
+    return new CacheUse(this, key, repoDir, dependsOn);
   }
 
   store(key: string, snapshot: Snapshot, body: Buffer): void {

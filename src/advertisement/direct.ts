@@ -58,9 +58,7 @@ export function planDirectAdvertisement(
   const no = (reason: string): Plan => ({ direct: null, reason });
   if (service !== 'git-upload-pack' && service !== 'git-receive-pack')
     return no(`service ${service ?? 'none'}`);
-  // With a body (or HEAD) git http-backend does more than advertise: leave those to it.
-  const bodyless = env.CONTENT_LENGTH === undefined && env.HTTP_CONTENT_ENCODING === undefined;
-  if (env.REQUEST_METHOD !== 'GET' || !bodyless) return no('not a plain GET');
+  if (!isPlainGet(env)) return no('not a plain GET');
   if (install === null) return no(`${backend} is not git-http-backend in a known exec-path`);
   if (!isTestedRelease(install.version))
     return no(`git ${install.version ?? '(version not known yet)'} is not a tested release`);
@@ -111,12 +109,25 @@ export function planDirectAdvertisement(
   };
 }
 
+/** With a body (or HEAD) git http-backend does more than advertise: those are left to it. */
+export function isPlainGet(env: Readonly<Record<string, string>>): boolean {
+  return (
+    env.REQUEST_METHOD === 'GET' &&
+    env.CONTENT_LENGTH === undefined &&
+    env.HTTP_CONTENT_ENCODING === undefined
+  );
+}
+
+let servingUid: number | undefined;
+
 /**
  * git's is_path_owned_by_current_uid() (lstat): owned by the effective user, or by root when
  * that is root. Anything else makes git consult safe.directory: git http-backend decides then.
  */
 function ownedByServingUser(entered: string): boolean {
-  const euid = process.geteuid?.() ?? -1;
+  // Read at the first request: privileges are dropped before git-fcgi serves.
+  servingUid ??= process.geteuid?.() ?? -1;
+  const euid = servingUid;
   try {
     return lstatSync(entered).uid === euid;
   } catch {
@@ -201,10 +212,11 @@ const MAX_CACHED = 1024;
 function readConfig(file: string): ConfigEntry[] | null {
   let version: string;
   try {
-    const s = statSync(file, { bigint: true });
-    version = `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
-  } catch (err) {
-    return err instanceof Error && 'code' in err && err.code === 'ENOENT' ? [] : null;
+    const s = statSync(file, { throwIfNoEntry: false });
+    if (s === undefined) return [];
+    version = `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+  } catch {
+    return null;
   }
   const cached = parsedConfigs.get(file);
   if (cached?.version === version) return cached.entries;
@@ -246,13 +258,18 @@ function runServiceEnv(env: Readonly<Record<string, string>>, execDir: string): 
   };
 }
 
+const heads = new Map<AdvertisedService, CgiHead>();
+
 /** hdr_nocache() and the Content-Type of http-backend.c's get_info_refs(), parsed as its output is. */
 export function headFor(service: AdvertisedService): CgiHead {
+  const known = heads.get(service);
+  if (known !== undefined) return known;
   const block =
     NO_CACHE_HEADERS.map(([name, value]) => `${name}: ${value}\r\n`).join('') +
     `Content-Type: application/x-${service}-advertisement\r\n\r\n`;
   const head = new CgiHeaderParser().push(Buffer.from(block, 'latin1'));
   if (head === null) throw new Error('unterminated built-in header block');
+  heads.set(service, head);
   return head;
 }
 

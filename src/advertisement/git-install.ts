@@ -84,8 +84,8 @@ export class GitInstalls {
 
 function identityOf(program: string): string | null {
   try {
-    const s = statSync(program, { bigint: true });
-    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+    const s = statSync(program);
+    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
   } catch {
     return null;
   }

@@ -11,7 +11,7 @@ import type { Spawner } from './backend-process.js';
 import { sendError } from './error-response.js';
 import { BackendRelay, type RelayOptions, type RelayResult } from './backend-relay.js';
 import type { RefAdvertisementCache } from '../advertisement/cache.js';
-import type { DirectAdvertisement } from '../advertisement/direct.js';
+import type { CgiHead } from './cgi-headers.js';
 import { fastPathFor, type FastPath } from '../advertisement/fast-path.js';
 import type { GitInstalls } from '../advertisement/git-install.js';
 
@@ -68,10 +68,16 @@ export interface HandlerDeps {
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;
 
+/** Request ids of this process: a random prefix, then a counter (unique, and no syscall per request). */
+const ID_PREFIX = randomBytes(4).toString('hex');
+let requestCounter = 0;
+
 /** nginx's `$request_id` (passed as REQUEST_ID) when present, so both logs share one id. */
 function requestIdFor(params: ReadonlyMap<string, string>): string {
   const fromNginx = params.get('REQUEST_ID');
-  return fromNginx !== undefined && REQUEST_ID.test(fromNginx) ? fromNginx : randomBytes(6).toString('hex');
+  if (fromNginx !== undefined && REQUEST_ID.test(fromNginx)) return fromNginx;
+  requestCounter = (requestCounter + 1) % 0x100000000;
+  return `${ID_PREFIX}${requestCounter.toString(16).padStart(8, '0')}`;
 }
 
 /**
@@ -141,11 +147,11 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
             env,
           )
         : null;
-    if (fast?.cached != null) {
-      result = sendCached(exchange, fast.direct, fast.cached);
+    if (fast !== null && fast.cached !== null) {
+      result = sendCached(exchange, fast.head, fast.cached);
       deps.events.servedFromCache();
     } else {
-      result = await runBackend(exchange, deps, settings, log, { repoDir, env, fast });
+      result = await runBackend(exchange, deps, settings, log, { repoDir, env, fast: fast ?? null });
     }
   } catch (err) {
     if (err instanceof AccessDenied) denied = err;
@@ -188,7 +194,7 @@ async function runBackend(
   how: {
     readonly repoDir: string;
     readonly env: Record<string, string>;
-    readonly fast: FastPath | null;
+    readonly fast: (FastPath & { readonly cached: null }) | null;
   },
 ): Promise<RelayResult> {
   const { repoDir, fast } = how;
@@ -241,17 +247,17 @@ async function runBackend(
 }
 
 /** A ref advertisement from the cache: the head git http-backend would write, then the bytes. */
-function sendCached(exchange: Exchange, advertisement: DirectAdvertisement, body: Buffer): RelayResult {
+function sendCached(exchange: Exchange, head: CgiHead, body: Buffer): RelayResult {
   exchange.body.resume();
   const { response, signal } = exchange;
   if (signal.aborted) {
     response.end();
     return { status: 499, bytesIn: 0, bytesOut: 0, exit: null, error: 'client went away' };
   }
-  response.writeHead(advertisement.head.status, advertisement.head.headers);
+  response.writeHead(head.status, head.headers);
   response.write(body);
   response.end();
-  return { status: advertisement.head.status, bytesIn: 0, bytesOut: body.length, exit: null, cached: true };
+  return { status: head.status, bytesIn: 0, bytesOut: body.length, exit: null, cached: true };
 }
 
 /** The user a request ran as or was refused as; else what nginx said, unless it is not trusted. */

@@ -79,7 +79,7 @@ export function locateRepository(projectRoot: string, requested: string, options
   }
   let rootReal: string;
   try {
-    rootReal = realpathSync(projectRoot);
+    rootReal = realpathSync.native(projectRoot);
   } catch (err) {
     throw new GitFcgiError('ERR_CONFIG', `project root ${projectRoot} is not accessible`, {
       status: 500,
@@ -109,7 +109,12 @@ export function locateRepository(projectRoot: string, requested: string, options
     if (symlink !== null) throw notFound(`${where}: ${symlink} is a symlink and follow_symlinks is off`);
     if (isGitfile) throw notFound(`${where}: ${entered} is a gitfile and follow_symlinks is off`);
   }
-  const gitDir = isGitfile ? readGitfile(entered) : realpath(entered, where);
+  // Without a symlink on the way (checked above), the path under the real root is the real path.
+  const gitDir = isGitfile
+    ? readGitfile(entered)
+    : options.followSymlinks
+      ? realpath(entered, where)
+      : path.join(rootReal, `${requested}${suffix}`);
   const commonDir = readCommondir(gitDir);
   if (commonDir !== null && !options.followSymlinks) {
     throw notFound(`${where}: ${gitDir}/commondir points elsewhere and follow_symlinks is off`);
@@ -146,10 +151,11 @@ export function isGitDirectory(dir: string): boolean {
 export function validHeadRef(file: string): boolean {
   let st;
   try {
-    st = lstatSync(file);
+    st = lstatSync(file, { throwIfNoEntry: false });
   } catch {
     return false;
   }
+  if (st === undefined) return false;
   if (st.isSymbolicLink()) {
     try {
       return readlinkSync(file, 'latin1').startsWith('refs/');
@@ -220,7 +226,7 @@ function firstSymlink(root: string, relative: string): string | null {
     try {
       if (lstatSync(at).isSymbolicLink()) return at;
     } catch {
-      return null; // stat() above found the whole path: a vanished component is a race, caught later
+      return at; // stat() above found the whole path: a component that vanished since is refused
     }
   }
   return null;
@@ -233,7 +239,7 @@ function isStrictlyInside(root: string, dir: string): boolean {
 
 function realpath(file: string, where: string, gitDies = false): string {
   try {
-    return realpathSync(file);
+    return realpathSync.native(file);
   } catch (err) {
     if (gitDies) throw gitRefuses(`${where}: cannot resolve ${file}`, err);
     throw notFound(`${where}: cannot resolve ${file}`, err);
@@ -242,7 +248,8 @@ function realpath(file: string, where: string, gitDies = false): string {
 
 function statOrNull(file: string): Stats | null {
   try {
-    return statSync(file);
+    // No exception for the usual miss: most requests try a suffix or two that is not there.
+    return statSync(file, { throwIfNoEntry: false }) ?? null;
   } catch {
     return null;
   }
