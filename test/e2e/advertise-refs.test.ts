@@ -1,47 +1,14 @@
 import assert from 'node:assert/strict';
 import { symlink, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { suiteCleanup } from '../helpers/cleanup.js';
 import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
-import { withDeadline } from '../helpers/deadline.js';
+import { capture } from '../helpers/http-capture.js';
 import { gitLocation, htpasswd, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { createBareRepo, git } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
-
-interface Captured {
-  readonly status: number;
-  readonly headers: readonly string[];
-  readonly body: Buffer;
-}
-
-/** Status, raw headers (Date aside: it differs from one response to the next) and body bytes. */
-function capture(url: string, headers: Record<string, string>): Promise<Captured> {
-  return withDeadline(
-    new Promise<Captured>((resolve, reject) => {
-      http
-        .get(url, { headers, agent: false }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => {
-            const raw = res.rawHeaders;
-            const kept: string[] = [];
-            for (let i = 0; i + 1 < raw.length; i += 2) {
-              const name = raw[i] ?? '';
-              if (name.toLowerCase() !== 'date') kept.push(`${name}: ${raw[i + 1] ?? ''}`);
-            }
-            resolve({ status: res.statusCode ?? 0, headers: kept, body: Buffer.concat(chunks) });
-          });
-          res.on('error', reject);
-        })
-        .on('error', reject);
-    }),
-    10_000,
-    `GET ${url}`,
-  );
-}
 
 /**
  * The direct ref advertisement (git upload-pack/receive-pack without git http-backend) must be
