@@ -30,8 +30,18 @@ for v in "${versions[@]}"; do
   tar -xzf "$tarball" -C "$work"
   opts=(prefix=/usr gitexecdir=/usr/lib/git-core NO_CURL=1 NO_EXPAT=1 NO_TCLTK=1 NO_GETTEXT=1
     NO_PERL=1 NO_PYTHON=1 NO_INSTALL_HARDLINKS=1 INSTALL_SYMLINKS=1)
-  make -C "$work/git-$v" -j"$(nproc)" "${opts[@]}" >"$work/build.log" 2>&1 ||
-    { tail -30 "$work/build.log" >&2; exit 1; }
+  # git >= 2.52 builds a Rust part by default, as distributions will; without a working cargo
+  # the build falls back to NO_RUST=1 (the Rust part replaces internals, not what git sends).
+  if ! make -C "$work/git-$v" -j"$(nproc)" "${opts[@]}" >"$work/build.log" 2>&1; then
+    if grep -q "NO_RUST" "$work/git-$v/Makefile"; then
+      echo "build-git: git $v did not build with Rust (cargo: $(command -v cargo || echo none)); building with NO_RUST=1"
+      opts+=(NO_RUST=1)
+      make -C "$work/git-$v" -j"$(nproc)" "${opts[@]}" >>"$work/build.log" 2>&1 ||
+        { tail -30 "$work/build.log" >&2; exit 1; }
+    else
+      tail -30 "$work/build.log" >&2; exit 1
+    fi
+  fi
   rm -rf "$dest"
   make -C "$work/git-$v" "${opts[@]}" DESTDIR="$dest" install >>"$work/build.log" 2>&1 ||
     { tail -30 "$work/build.log" >&2; exit 1; }
