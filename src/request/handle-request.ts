@@ -5,7 +5,7 @@ import type { Exchange, RequestHandler } from '../exchange.js';
 import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { buildBackendEnv } from './cgi-env.js';
-import { derivePathInfo, parseGitTarget, type GitTarget } from './repo-path.js';
+import { derivePathInfo, parseGitTarget, splitPathHint, type GitTarget } from './repo-path.js';
 import { locateRepository, type Repository } from './locate-repository.js';
 import type { Spawner } from './backend-process.js';
 import { sendError } from './error-response.js';
@@ -107,7 +107,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
   let denied: AccessDenied | undefined;
   let result: RelayResult;
   try {
-    target = validate(params);
+    target = validate(params, log);
     const projectRoot = params.get('GIT_PROJECT_ROOT') || settings.projectRoot;
     if (!projectRoot) {
       throw new GitFcgiError('ERR_CONFIG', 'no project root: set project_root or pass GIT_PROJECT_ROOT', {
@@ -285,19 +285,34 @@ function locate(
   }
 }
 
-function validate(params: ReadonlyMap<string, string>): GitTarget {
+function validate(params: ReadonlyMap<string, string>, log: Logger): GitTarget {
   const pathInfo = derivePathInfo(params);
   if (pathInfo === undefined)
     throw new GitFcgiError('ERR_BAD_PATH', 'no PATH_INFO in the request', { status: 400 });
-  const target = parseGitTarget(
-    pathInfo,
-    params.get('QUERY_STRING') ?? '',
-    params.get('REQUEST_METHOD') ?? '',
-    params.get('SERVER_PROTOCOL') ?? 'HTTP/1.1',
-  );
-  // No Content-Type check here: git http-backend checks it only once the repository is found,
-  // exported and the service enabled (404 and 403 come first); its 415 is the answer.
-  return target;
+  try {
+    // No Content-Type check here: git http-backend checks it only once the repository is found,
+    // exported and the service enabled (404 and 403 come first); its 415 is the answer.
+    return parseGitTarget(
+      pathInfo,
+      params.get('QUERY_STRING') ?? '',
+      params.get('REQUEST_METHOD') ?? '',
+      params.get('SERVER_PROTOCOL') ?? 'HTTP/1.1',
+    );
+  } catch (err) {
+    if (isGitFcgiError(err) && err.code === 'ERR_NOT_FOUND') hintSplitPath(params, log);
+    throw err;
+  }
+}
+
+/** A misconfigured front end sends every request that way: saying so once per process is enough. */
+let splitPathHinted = false;
+
+function hintSplitPath(params: ReadonlyMap<string, string>, log: Logger): void {
+  if (splitPathHinted) return;
+  const hint = splitPathHint(params);
+  if (hint === undefined) return;
+  splitPathHinted = true;
+  log.warn(hint);
 }
 
 /** Settings passed to git as `-c` would, through GIT_CONFIG_COUNT/KEY/VALUE. */

@@ -75,6 +75,24 @@ export function derivePathInfo(params: ReadonlyMap<string, string>): string | un
 }
 
 /**
+ * lighttpd mounted at "/" without `"fix-root-scriptname" => "enable"` splits the path after its first
+ * segment: SCRIPT_NAME=/demo.git, PATH_INFO=/info/refs. git reads only PATH_INFO, which then names no
+ * repository (404). That shape (a one-segment SCRIPT_NAME and a PATH_INFO that is a route with nothing
+ * before it) can only mean the repository went into SCRIPT_NAME: the hint to log, or undefined.
+ * (`/team/app.git` comes as SCRIPT_NAME=/team, PATH_INFO=/app.git/info/refs: a valid path, so no hint.)
+ */
+export function splitPathHint(params: ReadonlyMap<string, string>): string | undefined {
+  const scriptName = params.get('SCRIPT_NAME');
+  const pathInfo = params.get('PATH_INFO');
+  if (!scriptName || !pathInfo || !/^\/[^/]+$/.test(scriptName)) return undefined;
+  if (!ROUTES.some((route) => route.pattern.exec(pathInfo)?.index === 0)) return undefined;
+  return (
+    `the front end put the repository into SCRIPT_NAME (${scriptName}) and left PATH_INFO ${pathInfo}: ` +
+    `lighttpd mounted at "/" does this unless its fastcgi.server has "fix-root-scriptname" => "enable"`
+  );
+}
+
+/**
  * With nginx's stock fastcgi_params SCRIPT_NAME is the whole $uri, which must then be kept
  * rather than stripped to nothing; only a prefix ending at a '/' boundary is removed.
  */

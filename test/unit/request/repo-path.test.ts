@@ -5,6 +5,7 @@ import {
   MAX_PATH_BYTES,
   derivePathInfo,
   parseGitTarget,
+  splitPathHint,
   type GitTarget,
 } from '../../../src/request/repo-path.js';
 
@@ -395,4 +396,41 @@ describe('parseGitTarget: info/refs query', () => {
       assert.throws(() => refs(query), isError('ERR_BAD_REQUEST', 400));
     });
   }
+});
+
+describe('splitPathHint', () => {
+  const hint = (entries: Record<string, string>): string | undefined =>
+    splitPathHint(new Map(Object.entries(entries)));
+
+  // What lighttpd 1.4.69 mounted at "/" without "fix-root-scriptname" sends.
+  it('names the fix when the repository went into a one-segment SCRIPT_NAME', () => {
+    for (const pathInfo of [
+      '/info/refs',
+      '/HEAD',
+      '/git-upload-pack',
+      '/git-receive-pack',
+      '/objects/info/packs',
+    ]) {
+      const text = hint({ SCRIPT_NAME: '/demo.git', PATH_INFO: pathInfo });
+      assert.ok(text !== undefined, pathInfo);
+      assert.match(text, /SCRIPT_NAME \(\/demo\.git\)/);
+      assert.match(text, /"fix-root-scriptname" => "enable"/);
+    }
+    assert.ok(hint({ SCRIPT_NAME: '/project', PATH_INFO: `/objects/pack/pack-${HEX40}.idx` }));
+  });
+
+  it('stays quiet when PATH_INFO names a repository itself', () => {
+    assert.equal(hint({ SCRIPT_NAME: '/team', PATH_INFO: '/app.git/info/refs' }), undefined);
+    assert.equal(hint({ SCRIPT_NAME: '/git', PATH_INFO: '/demo.git/HEAD' }), undefined);
+    assert.equal(hint({ SCRIPT_NAME: '', PATH_INFO: '/demo.git/info/refs' }), undefined);
+  });
+
+  it('stays quiet without that shape: SCRIPT_NAME of several segments, or missing; no git route', () => {
+    assert.equal(hint({ SCRIPT_NAME: '/a/demo.git', PATH_INFO: '/info/refs' }), undefined);
+    assert.equal(hint({ SCRIPT_NAME: '/', PATH_INFO: '/info/refs' }), undefined);
+    assert.equal(hint({ PATH_INFO: '/info/refs' }), undefined);
+    assert.equal(hint({ SCRIPT_NAME: '/demo.git' }), undefined);
+    assert.equal(hint({ SCRIPT_NAME: '/demo.git', PATH_INFO: '/README' }), undefined);
+    assert.equal(hint({ SCRIPT_NAME: '/demo.git', PATH_INFO: '/info/refs/x' }), undefined);
+  });
 });
