@@ -17,6 +17,7 @@ import {
   dumbAndNotFound,
   forgedAuthorization,
   gitFcgiChecksPasswords,
+  pingAndStatusLocalOnly,
   pushAsAlice,
   shallowClone,
   status,
@@ -138,6 +139,8 @@ describe('git over h2o (etc/h2o/git-fcgi.conf) and git-fcgi', () => {
   });
 
   test('a client that leaves mid-clone leaves no git process behind', () => disconnectMidClone(target));
+
+  test("git-fcgi's ping and status answer this host only", () => pingAndStatusLocalOnly(target));
 
   test('a forged Authorization header never makes a user (git-fcgi rules trust REMOTE_USER)', () =>
     forgedAuthorization(target));

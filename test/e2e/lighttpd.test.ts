@@ -17,6 +17,7 @@ import {
   dumbAndNotFound,
   forgedAuthorization,
   gitFcgiChecksPasswords,
+  pingAndStatusLocalOnly,
   pushAsAlice,
   revParse,
   shallowClone,
@@ -125,6 +126,8 @@ describe('git over lighttpd (etc/lighttpd/git-fcgi.conf) and git-fcgi', () => {
   });
 
   test('a client that leaves mid-clone leaves no git process behind', () => disconnectMidClone(target));
+
+  test("git-fcgi's ping and status answer this host only", () => pingAndStatusLocalOnly(target));
 
   test('a forged Authorization header never makes a user (git-fcgi rules trust REMOTE_USER)', () =>
     forgedAuthorization(target));

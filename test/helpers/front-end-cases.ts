@@ -24,6 +24,10 @@ const identity = ['-c', 'user.name=a', '-c', 'user.email=a@a'];
  * secret.git is alice's alone. A forged Authorization header must never make anyone alice here.
  */
 export const TRUSTING_RULES = `
+[server]
+ping_path = /git-fcgi-ping
+status_path = /git-fcgi-status
+
 [repo:**]
 read = anonymous
 write = alice
@@ -345,6 +349,43 @@ export async function gitFcgiChecksPasswords(target: Target): Promise<void> {
   );
   await pushAsAlice(target, 'htpasswd-mode');
   await anonymousPushAsksForLogin(target, 'htpasswd-mode-anonymous');
+}
+
+/** A GET on a connection from the loopback address `from` (127.0.0.2 is as remote as a test gets). */
+function getFrom(
+  url: string,
+  from: string,
+  headers: Readonly<Record<string, string>> = {},
+): Promise<{ status: number; body: string }> {
+  return withDeadline(
+    new Promise((resolve, reject) => {
+      http
+        .get(url, { localAddress: from, headers, agent: false }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+          );
+          res.on('error', reject);
+        })
+        .on('error', reject);
+    }),
+    10_000,
+    `GET ${url} from ${from}`,
+  );
+}
+
+/** git-fcgi's ping and status paths answer the host itself, and nobody else (not even one claiming to be it). */
+export async function pingAndStatusLocalOnly({ base }: Target): Promise<void> {
+  assert.deepEqual(await getFrom(`${base}/git-fcgi-ping`, '127.0.0.1'), { status: 200, body: 'pong\n' });
+  const figures = await getFrom(`${base}/git-fcgi-status?json`, '127.0.0.1');
+  assert.equal(figures.status, 200);
+  assert.ok('accepted' in (JSON.parse(figures.body) as object));
+  for (const path of ['/git-fcgi-ping', '/git-fcgi-status']) {
+    assert.equal((await getFrom(`${base}${path}`, '127.0.0.2')).status, 403, path);
+    const claims = { 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' };
+    assert.equal((await getFrom(`${base}${path}`, '127.0.0.2', claims)).status, 403, `${path}, forwarded`);
+  }
 }
 
 /** A small request to git-fcgi through the front end, for tests that only need a status. */
