@@ -166,6 +166,13 @@ describe('git over lighttpd (etc/lighttpd/git-fcgi.conf) and git-fcgi', () => {
     assert.equal(right.stdout.toString().trim(), `${fx.teamAppHead}\trefs/heads/main`);
   });
 
+  test('trap: without "check-local" => "disable" lighttpd looks for the path as a file (404)', async (t) => {
+    const before = daemon.logs().length;
+    const server = await start(t, changeLine(await site(sock, users), /"check-local" => "disable"/, ''));
+    await assert.rejects(git(t, ['ls-remote', `${server.url('')}/demo.git`]), /404|not found/);
+    assert.doesNotMatch(daemon.logs().slice(before), /repo=demo\.git/, 'the request never reached git-fcgi');
+  });
+
   test('limit: server.stream-request-body = 2 answers 411 to a chunked push; with Content-Length it streams', async (t) => {
     const streaming = changeLine(
       await site(sock, users),
