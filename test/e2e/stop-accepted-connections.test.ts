@@ -110,3 +110,20 @@ test('SIGTERM: a connection that never sends a request is closed after shutdown_
   assert.ok(tookMs >= 900 && tookMs < 5000, `exited ${tookMs} ms after SIGTERM, shutdown_timeout 1 s`);
   await withDeadline(conn.closed, 5000, 'the silent connection to be closed');
 });
+
+test('SIGTERM while git-fcgi is still starting: what it accepted meanwhile is served, then it stops (exit 0)', async (t) => {
+  const root = await tmpDir(t, 'starting-');
+  await createBareRepo(t, root, 'r.git');
+  const sock = join(root, 'g.sock');
+  // Ready as soon as the socket accepts: before the spawn helper runs and the handlers are set.
+  const daemon = await startGitFcgi(t, ['--listen', `unix:${sock}`, '--project-root', root, '--export-all']);
+  const conn = connect(t, sock);
+  conn.socket.write(request('/r.git/info/refs?service=git-upload-pack'));
+  const stillStarting = !/ listening on /.test(daemon.logs());
+  const exited = daemon.stop('SIGTERM');
+  const reply = await withDeadline(conn.reply, 10_000, 'the response');
+  assert.ok(reply !== null, `the connection was closed unanswered\n${daemon.logs()}`);
+  assert.match(reply.toString('latin1'), /001e# service=git-upload-pack/);
+  assert.deepEqual(await exited, { code: 0, signal: null }, daemon.logs());
+  t.diagnostic(`the signal came ${stillStarting ? 'before' : 'after'} git-fcgi logged that it listens`);
+});
