@@ -9,12 +9,12 @@ import { prepareGitLoad, runGitLoad, type GitOp } from '../helpers/git-load.js';
 import { TIMELINE_FORMAT, countByKind, readTimeline, timelineLog } from '../helpers/nginx-timeline.js';
 import { gitLocation, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, run } from '../helpers/proc.js';
-import { createBareRepo, git } from '../helpers/repos.js';
+import { createBareRepo, git, gitEnv, randomBlobRepo } from '../helpers/repos.js';
 import { startSocketActivated, type SocketActivated } from '../helpers/socket-activation.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const REPOS = ['r0.git', 'r1.git', 'r2.git'];
-const OPS = 100;
+const OPS = 60;
 
 interface Stack {
   readonly root: string;
@@ -28,6 +28,8 @@ interface Stack {
 async function startStack(t: Cleanup, name: string): Promise<Stack> {
   const root = await tmpDir(t, `${name}-`);
   for (const repo of REPOS) await createBareRepo(t, root, repo, { commits: 3 });
+  // Cloned at 1 MB/s (limit_rate below): a request that is still running when a restart begins.
+  await randomBlobRepo(t, root, 'big.git', { bytes: 3 * 1024 * 1024 });
   const dir = await tmpDir(t, 'ini-');
   const ini = join(dir, 'git-fcgi.ini');
   await writeFile(ini, '[server]\nmax_children = 8\n[git]\nexport_all = true\n');
@@ -38,7 +40,10 @@ async function startStack(t: Cleanup, name: string): Promise<Stack> {
     httpExtra: TIMELINE_FORMAT,
     servers: [
       {
-        locations: gitLocation({ socket: sock, extra: 'fastcgi_param REMOTE_USER alice;' }),
+        locations: [
+          gitLocation({ socket: sock, extra: 'fastcgi_param REMOTE_USER alice;' }),
+          gitLocation({ socket: sock, path: '/big.git/', extra: 'limit_rate 1m;' }),
+        ].join('\n'),
         extra: timelineLog(accessLog),
       },
     ],
@@ -177,10 +182,28 @@ describe('restart without loss: the socket stays with the service manager', () =
   test('systemctl restart, twice under load: no request fails; those arriving meanwhile wait in the backlog', async (t) => {
     const stack = await startStack(t, 'restart');
     const restart = (): Promise<unknown> => stack.service.restart();
+    let slowClone: { ok: boolean; ms: number; output: string } | undefined;
+    // The first restart begins while a slow clone runs: the old git-fcgi finishes it first.
+    const restartDuringClone = async (): Promise<void> => {
+      const dest = join(await tmpDir(t, 'slow-'), 'big');
+      const started = Date.now();
+      const clone = run('git', ['clone', '-q', '--bare', stack.nginx.url(0, '/big.git'), dest], {
+        env: await gitEnv(t),
+        timeoutMs: 60_000,
+      });
+      await sleep(1000);
+      await restart();
+      const result = await clone;
+      slowClone = { ok: result.code === 0, ms: Date.now() - started, output: result.stderr.toString() };
+    };
     await underLoad(t, stack, [
-      { at: 25, run: restart },
-      { at: 65, run: restart },
+      { at: 15, run: restartDuringClone },
+      { at: 40, run: restart },
     ]);
+    assert.ok(slowClone?.ok === true, slowClone?.output);
+    t.diagnostic(
+      `the 3 MB clone at 1 MB/s running at the first restart took ${slowClone.ms} ms and succeeded`,
+    );
     const requests = await readTimeline(stack.accessLog);
     const events = stack.service.events();
     const generations = stack.service.generations();
@@ -213,9 +236,9 @@ describe('restart without loss: the socket stays with the service manager', () =
       await stack.service.reload();
     };
     await underLoad(t, stack, [
-      { at: 20, run: reload(1) },
-      { at: 45, run: reload(2) },
-      { at: 70, run: reload(3) },
+      { at: 12, run: reload(1) },
+      { at: 28, run: reload(2) },
+      { at: 45, run: reload(3) },
     ]);
     const reloaded = stack.service.proc.stderr().match(/configuration reloaded/g)?.length ?? 0;
     assert.equal(reloaded, 3, stack.service.proc.stderr());
