@@ -27,6 +27,7 @@ const HOST_B = '127.0.0.3';
 const NGINX_ADDR = '127.0.0.9';
 const REPOS = ['r0.git', 'r1.git', 'r2.git', 'r3.git', 'r4.git', 'r5.git'];
 const OPS = 200;
+const ROLLING_OPS = 60;
 /** The shipped 10 s, shortened so that the restarted host gets requests again within the test. */
 const FAIL_TIMEOUT = '2s';
 
@@ -149,7 +150,7 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
       await tmpDir(suite, 'load-'),
       join(root, 'r0.git'),
       base,
-      OPS / 5 + 10,
+      OPS / 5 + 4 + ROLLING_OPS / 5,
     );
   });
 
@@ -341,5 +342,71 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
     t.diagnostic(
       `pushes: ${pushes}, accepted ${accepted}, every accepted one present; git fsck clean in all ${REPOS.length} repositories`,
     );
+  });
+
+  test('rolling restart without socket activation: each host in turn gets SIGTERM and starts again', async (t) => {
+    const url = (repo: string): string => nginx.url(0, `/${repo}`).replace('http://', 'http://alice:secret@');
+    const restarts: Array<{ host: string; term: number; exited: number; up: number }> = [];
+    let lifecycle = Promise.resolve();
+    const errorLogBefore = (await nginx.errorLog()).length;
+    const logBefore = (await readTimeline(accessLog)).length;
+    const at = [ROLLING_OPS * 0.25, ROLLING_OPS * 0.6];
+    const ops = await runGitLoad(
+      t,
+      { ...load, commits: load.commits.slice(OPS / 5 + 4) },
+      {
+        url,
+        repos: REPOS,
+        ops: ROLLING_OPS,
+        concurrency: 6,
+        refPrefix: 'rolling',
+        after: (done) => {
+          const host = hosts[restarts.length];
+          const threshold = at[restarts.length];
+          if (host === undefined || threshold === undefined || done.length < threshold) return;
+          const entry = { host: host.addr, term: Date.now(), exited: 0, up: 0 };
+          restarts.push(entry);
+          lifecycle = lifecycle.then(async () => {
+            // What `systemctl restart` does to a git-fcgi that binds its own socket (listen = HOST:PORT).
+            assert.deepEqual(await host.daemon.stop('SIGTERM'), { code: 0, signal: null });
+            entry.exited = Date.now();
+            host.daemon = await startHost(suite, host);
+            entry.up = Date.now();
+          });
+        },
+      },
+    );
+    await lifecycle;
+    const requests = (await readTimeline(accessLog)).slice(logBefore);
+    const failedOps = ops.filter((op) => !op.ok);
+    const retried = requests.filter((r) => r.upstreamAddr.length > 1);
+    const brokenOff =
+      (await nginx.errorLog()).slice(errorLogBefore).match(/upstream prematurely closed/g) ?? [];
+    for (const r of restarts) {
+      t.diagnostic(
+        `${r.host}: SIGTERM to exit ${r.exited - r.term} ms, exit to listening ${r.up - r.exited} ms`,
+      );
+    }
+    t.diagnostic(
+      `${ops.length} git operations, ${requests.length} requests; failed: ${failedOps.length} operations, ` +
+        `${requests.filter(failedRequest).length} requests, ${brokenOff.length} broken off; ` +
+        `sent on to the other host by nginx: ${retried.length} ${JSON.stringify(countByKind(retried))}`,
+    );
+    assert.equal(restarts.length, 2);
+    assert.deepEqual(
+      failedOps.map((op) => `${op.kind} ${op.repo}: ${op.output}`),
+      [],
+    );
+    assert.deepEqual(
+      requests.filter(failedRequest).map((r) => `${r.status} ${r.method} ${r.uri}`),
+      [],
+    );
+    for (const op of ops) {
+      if (op.push === undefined) continue;
+      const ref = await git(t, ['for-each-ref', '--format=%(objectname)', op.push.ref], {
+        cwd: join(root, op.repo),
+      });
+      assert.equal(ref.stdout.toString().trim(), op.push.commit, `push ${op.push.ref} to ${op.repo}`);
+    }
   });
 });

@@ -56,6 +56,8 @@ export interface RunGitLoadOptions {
   /** Keep going past `ops` while this is true (e.g. until a restarted host has served again). */
   readonly more?: (done: readonly GitOp[]) => boolean;
   readonly timeoutMs?: number;
+  /** Pushes create refs/heads/PREFIX-N (default `load`): another run on the same repositories needs another. */
+  readonly refPrefix?: string;
 }
 
 /** Two clones, two fetches and a push in every five operations, spread over the repositories. */
@@ -97,7 +99,7 @@ export async function runGitLoad(t: Cleanup, load: GitLoad, opts: RunGitLoadOpti
       } else {
         const commit = load.commits[pushes++];
         if (commit === undefined) throw new Error(`not enough commits for push ${pushes}`);
-        push = { ref: `refs/heads/load-${index}`, commit };
+        push = { ref: `refs/heads/${opts.refPrefix ?? 'load'}-${index}`, commit };
         args = ['push', '--porcelain', url, `${commit}:${push.ref}`];
         cwd = load.objects;
       }
