@@ -18,7 +18,10 @@ export interface LoggedRequest {
   /** One per upstream tried, in order ("502, 200" when nginx went on to the next). */
   readonly upstreamStatus: readonly string[];
   readonly upstreamAddr: readonly string[];
-  /** Whether nginx sent the whole response: false for one broken off (the upstream went away mid-way). */
+  /**
+   * $request_completion. A FastCGI upstream that closes without END_REQUEST (a killed host)
+   * still counts as complete for nginx: only the client can tell that response was cut short.
+   */
   readonly complete: boolean;
   readonly method: string;
   readonly uri: string;
