@@ -153,6 +153,12 @@ async function main(): Promise<void> {
     log.error('internal error, exiting', { reason: describeError(err), stack: err.stack });
     process.exit(70);
   });
+  // Until the service has started, a signal's default action would kill git-fcgi with the
+  // connections it has already accepted (systemctl stop or reload just after a start): note
+  // it, and act on it once started.
+  const early: NodeJS.Signals[] = [];
+  const noteEarly = (signal: NodeJS.Signals): number => early.push(signal);
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, noteEarly);
   let started: Awaited<ReturnType<typeof Service.start>>;
   try {
     started = await Service.start({
@@ -200,15 +206,20 @@ async function main(): Promise<void> {
       process.exit(0);
     });
   };
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.removeListener(signal, noteEarly);
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   // Reloads run one at a time; a HUP during one is applied after it.
   let reloading: Promise<void> = Promise.resolve();
-  process.on('SIGHUP', () => {
+  const reload = (): void => {
     if (stopping) return;
     log.info('SIGHUP: reloading the configuration and reopening log files');
     reloading = reloading.then(() => service.reload());
-  });
+  };
+  process.on('SIGHUP', reload);
+  if (early.includes('SIGHUP')) reload();
+  const stopSignal = early.find((signal) => signal !== 'SIGHUP');
+  if (stopSignal !== undefined) stop(stopSignal);
 }
 
 const subcommand = process.argv[2];

@@ -15,6 +15,16 @@ import { endRequestRecord, getValuesResult, recordHeader, unknownTypeRecord } fr
 
 export type { FastCgiConnectionOptions, LogFn } from './connection-options.js';
 
+/** What the daemon may ask of a connection it has accepted. */
+export interface FastCgiConnectionHandle {
+  /**
+   * Takes no request after the current one: a connection idle between requests
+   * (FCGI_KEEP_CONN) is ended now, one in a request after its response. One that has not sent
+   * its first request yet was accepted to be served: it gets `firstRequestGraceMs` to send it.
+   */
+  drain(firstRequestGraceMs: number): void;
+}
+
 /**
  * Serves FastCGI responder requests on an accepted socket until it closes: one request at a
  * time (nginx never multiplexes), several in a row with FCGI_KEEP_CONN.
@@ -23,11 +33,11 @@ export function serveFastCgiConnection(
   socket: Socket,
   handler: ExchangeHandler,
   options: FastCgiConnectionOptions,
-): void {
-  new FastCgiConnection(socket, handler, options);
+): FastCgiConnectionHandle {
+  return new FastCgiConnection(socket, handler, options);
 }
 
-class FastCgiConnection {
+class FastCgiConnection implements FastCgiConnectionHandle {
   private readonly parser = new RecordParser((type, id, content) => this.onRecord(type, id, content));
   private readonly peer: string;
   private active: FastCgiRequest | null = null;
@@ -36,6 +46,10 @@ class FastCgiConnection {
   /** Set once we have decided to close: later records are ignored. */
   private closing = false;
   private peerProbe: NodeJS.Timeout | undefined;
+  /** Whether a BEGIN_REQUEST ever arrived. */
+  private begun = false;
+  /** Set by drain(): no request after the current one. */
+  private draining = false;
 
   constructor(
     private readonly socket: Socket,
@@ -106,7 +120,18 @@ class FastCgiConnection {
     }
   }
 
+  drain(firstRequestGraceMs: number): void {
+    if (this.draining || this.closing) return;
+    this.draining = true;
+    if (this.active !== null) return;
+    if (this.begun) return this.endConnection();
+    setTimeout(() => {
+      if (!this.begun) this.socket.destroy();
+    }, firstRequestGraceMs).unref();
+  }
+
   private onBegin(id: number, role: number, keepConn: boolean): void {
+    this.begun = true;
     if (this.active !== null) {
       if (this.active.id === id)
         throw new GitFcgiError('ERR_FCGI_RECORD', `BEGIN_REQUEST for active request ${id}`);
@@ -203,7 +228,7 @@ class FastCgiConnection {
   private onResponseEnd(req: FastCgiRequest): void {
     if (this.active !== req) return;
     this.finish(req);
-    if (!req.keepConn || this.peerEnded) this.endConnection();
+    if (!req.keepConn || this.peerEnded || this.draining) this.endConnection();
   }
 
   /** Forgets the request; whatever it did not read of STDIN is discarded from now on. */

@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { Config } from '../config/settings.js';
 import type { Exchange, ExchangeHandler, RequestHandler } from '../exchange.js';
 import { GitFcgiError, describeError } from '../errors.js';
-import { serveFastCgiConnection } from '../fastcgi/connection.js';
+import { serveFastCgiConnection, type FastCgiConnectionHandle } from '../fastcgi/connection.js';
 import type { Logger } from '../log.js';
 import { answerBuiltin } from './builtin-pages.js';
 import { clientFilter } from './client-filter.js';
@@ -23,6 +23,12 @@ export interface DaemonOptions {
 }
 
 /**
+ * How long a connection accepted before a stop may take to send its first request. nginx sends
+ * it as soon as it has connected; anything slower is not a front end waiting for an answer.
+ */
+const FIRST_REQUEST_GRACE_MS = 5000;
+
+/**
  * Owns the listeners and the set of requests in flight; knows nothing of what a request does.
  */
 export class Daemon {
@@ -30,6 +36,9 @@ export class Daemon {
   private readonly http = http.createServer();
   private readonly bound: Bound[] = [];
   private readonly active = new Set<AbortController>();
+  /** Accepted FastCGI connections until they close: a stop serves what they bring. */
+  private readonly connections = new Map<net.Socket, FastCgiConnectionHandle>();
+  private stopping = false;
   private readonly idleWaiters: Array<() => void> = [];
   private config: Config;
   private allowed: (socket: net.Socket) => boolean;
@@ -60,10 +69,16 @@ export class Daemon {
         socket.destroy();
         return;
       }
-      serveFastCgiConnection(socket, track, {
+      const connection = serveFastCgiConnection(socket, track, {
         maxParamsBytes: this.config.maxParamsBytes,
         log: (level, message, meta) => options.log[level](message, meta),
       });
+      this.connections.set(socket, connection);
+      socket.once('close', () => {
+        this.connections.delete(socket);
+        this.wakeIfIdle();
+      });
+      if (this.stopping) connection.drain(FIRST_REQUEST_GRACE_MS);
     });
     this.fastcgi.on('error', (err) =>
       options.log.error('FastCGI listener error', { reason: describeError(err) }),
@@ -93,9 +108,7 @@ export class Daemon {
     const settle = (): void => {
       if (--pending > 0) return;
       exchange.signal.removeEventListener('abort', forward);
-      if (this.active.delete(controller) && this.active.size === 0) {
-        for (const wake of this.idleWaiters.splice(0)) wake();
-      }
+      if (this.active.delete(controller)) this.wakeIfIdle();
     };
     const done = (): void => {
       if (responseDone) return;
@@ -186,11 +199,21 @@ export class Daemon {
   }
 
   /**
-   * Stops accepting and waits up to `timeoutMs` for the requests in flight; those still running
-   * then are aborted (their backends killed). Returns how many had to be aborted.
+   * Stops accepting and waits up to `timeoutMs` for the requests in flight and for those on
+   * connections already accepted; those still running then are aborted (their backends
+   * killed). Returns how many had to be aborted.
+   *
+   * Connections not yet accepted stay in the listening socket's backlog. Under socket
+   * activation systemd holds that socket, so the next git-fcgi serves them: a restart loses no
+   * request. Every connection accepted here is served here, even one whose request had not
+   * arrived yet when the stop began; connections kept open between requests are closed.
    */
   async stop(timeoutMs: number): Promise<number> {
+    this.stopping = true;
     this.fastcgi.close();
+    for (const connection of this.connections.values()) {
+      connection.drain(Math.min(timeoutMs, FIRST_REQUEST_GRACE_MS));
+    }
     this.http.close();
     this.http.closeIdleConnections();
     for (const b of this.bound) b.cleanup();
@@ -205,9 +228,17 @@ export class Daemon {
     return left;
   }
 
-  /** Resolves when no request is in flight, or after `timeoutMs`. */
+  private get isIdle(): boolean {
+    return this.active.size === 0 && this.connections.size === 0;
+  }
+
+  private wakeIfIdle(): void {
+    if (this.isIdle) for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  /** Resolves when no request is in flight and no FastCGI connection open, or after `timeoutMs`. */
   private idle(timeoutMs: number): Promise<void> {
-    if (this.active.size === 0) return Promise.resolve();
+    if (this.isIdle) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
       this.idleWaiters.push(() => {

@@ -13,6 +13,14 @@ export interface Bound {
 /** systemd socket activation hands over its first socket as fd 3 (sd_listen_fds). */
 const SD_LISTEN_FDS_START = 3;
 
+/**
+ * Node calls listen(2) again on a socket it adopts, with a backlog of 511 unless told: that
+ * would shrink the queue systemd made (Backlog=, by default as long as the kernel allows) for
+ * every later start too. Connections wait in that queue while git-fcgi restarts. The kernel
+ * caps the value at net.core.somaxconn.
+ */
+const INHERITED_BACKLOG = 0x7fffffff;
+
 function listenError(what: string, err?: unknown): GitFcgiError {
   return new GitFcgiError('ERR_LISTEN', what, err === undefined ? {} : { cause: err });
 }
@@ -48,11 +56,14 @@ async function clearStaleSocket(path: string): Promise<void> {
 function listenOn(server: net.Server, options: net.ListenOptions | { fd: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
-    server.once('error', onError);
-    server.listen(options, () => {
+    const onListening = (): void => {
       server.removeListener('error', onError);
       resolve();
-    });
+    };
+    server.once('error', onError);
+    // With a descriptor Node takes the backlog only as the second argument, not as an option.
+    if ('fd' in options) server.listen(options, INHERITED_BACKLOG, onListening);
+    else server.listen(options, onListening);
   });
 }
 

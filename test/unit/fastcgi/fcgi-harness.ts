@@ -7,7 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { Exchange, ExchangeHandler } from '../../../src/exchange.js';
-import { serveFastCgiConnection, type FastCgiConnectionOptions } from '../../../src/fastcgi/connection.js';
+import {
+  serveFastCgiConnection,
+  type FastCgiConnectionHandle,
+  type FastCgiConnectionOptions,
+} from '../../../src/fastcgi/connection.js';
 import { FCGI_KEEP_CONN, RecordType, Role } from '../../../src/fastcgi/constants.js';
 import { encodeParams } from '../../../src/fastcgi/name-value.js';
 import { RecordParser } from '../../../src/fastcgi/record-parser.js';
@@ -40,6 +44,8 @@ export interface TestServer {
   readonly logs: LogLine[];
   /** Server-side sockets, in accept order. */
   readonly sockets: Socket[];
+  /** What serveFastCgiConnection returned for each, in the same order. */
+  readonly connections: FastCgiConnectionHandle[];
 }
 
 export async function startServer(
@@ -51,13 +57,15 @@ export async function startServer(
   t.after(() => rm(dir, { recursive: true, force: true }));
   const logs: LogLine[] = [];
   const sockets: Socket[] = [];
+  const connections: FastCgiConnectionHandle[] = [];
   const server = createServer((socket) => {
     sockets.push(socket);
-    serveFastCgiConnection(socket, handler, {
+    const connection = serveFastCgiConnection(socket, handler, {
       maxParamsBytes: 256 * 1024,
       ...options,
       log: (level, message, meta) => logs.push({ level, message, meta }),
     });
+    connections.push(connection);
   });
   t.after(() => {
     for (const socket of sockets) socket.destroy();
@@ -66,7 +74,7 @@ export async function startServer(
   const path = join(dir, 'fcgi.sock');
   server.listen(path);
   await deadline(once(server, 'listening'), 'listen');
-  return { path, server, logs, sockets };
+  return { path, server, logs, sockets, connections };
 }
 
 export interface FcgiRecord {
