@@ -2,10 +2,16 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { repoRoot, startGitFcgi } from '../helpers/daemon.js';
+import { startGitFcgi } from '../helpers/daemon.js';
+import { FORGED_USER_RULES, assertForgedUsersRefused, forgedUserRepos } from '../helpers/forged-user.js';
 import { htpasswd, startNginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { createBareRepo, git } from '../helpers/repos.js';
+import {
+  fastcgiParamsWithoutRemoteUser,
+  shippedNginx,
+  shippedNginxConfig,
+} from '../helpers/shipped-nginx.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 /**
@@ -25,20 +31,8 @@ test('the shipped nginx example serves clones anonymously and pushes with a logi
   const daemon = await startGitFcgi(t, ['-c', ini, '--listen', `unix:${sock}`]);
   const users = await htpasswd(t, root, { alice: 'secret' });
 
-  const example = await readFile(join(repoRoot, 'etc', 'nginx', 'git-fcgi.conf'), 'utf8');
-  const body = /^server \{\n([\s\S]*)\n\}\s*$/m.exec(example)?.[1];
-  assert.ok(body, 'the example is one server block');
-  const replaced = body
-    .replace(/^\s*listen 80;$/m, '')
-    .replaceAll('/srv/git;', `${root};`)
-    .replaceAll('/etc/nginx/git.htpasswd', users)
-    .replaceAll('unix:/run/git-fcgi/git-fcgi.sock', `unix:${sock}`)
-    // nginx resolves relative includes against its prefix; the test runs with its own prefix.
-    .replace(/include\s+fastcgi_params;/g, 'include /etc/nginx/fastcgi_params;');
-  for (const original of ['/srv/git;', '/etc/nginx/git.htpasswd', 'unix:/run/git-fcgi/git-fcgi.sock']) {
-    assert.ok(!replaced.includes(original), `${original} was substituted`);
-  }
-  const nginx = await startNginx(t, { servers: [{ locations: replaced }] });
+  const shipped = await shippedNginx({ root, htpasswd: users, socket: sock });
+  const nginx = await startNginx(t, shippedNginxConfig([shipped]));
   const url = nginx.url(0, '/project.git');
 
   const trace = join(root, 'trace');
@@ -70,5 +64,40 @@ test('the shipped nginx example serves clones anonymously and pushes with a logi
   assert.equal(await ping.text(), 'pong\n');
   const status = await (await fetch(nginx.url(0, '/git-fcgi-status?json'))).json();
   assert.ok(typeof status === 'object' && status !== null && 'accepted' in status);
+  await assertNoGitProcesses(root, { withinMs: 2000 });
+});
+
+/**
+ * nginx fills $remote_user from any client's Authorization header, checked or not, and Debian's
+ * fastcgi_params passes it on as REMOTE_USER. With git-fcgi's rules trusting REMOTE_USER (mode = nginx),
+ * the shipped config must still give a forged header no user: neither with Debian's fastcgi_params (which
+ * sends REMOTE_USER itself, so the param arrives twice) nor with nginx's own (which does not).
+ */
+test('the shipped nginx example gives forged Authorization headers no user (mode = nginx rules)', async (t) => {
+  const root = await tmpDir(t, 'forged-');
+  const repos = await forgedUserRepos(t, root);
+  const sock = join(await tmpDir(t, 'sock-'), 'git-fcgi.sock');
+  const ini = join(await tmpDir(t, 'ini-'), 'git-fcgi.ini');
+  await writeFile(ini, `[server]\nallow_root = true\n[git]\nexport_all = true\n${FORGED_USER_RULES}`);
+  const daemon = await startGitFcgi(t, ['-c', ini, '--listen', `unix:${sock}`]);
+  const users = await htpasswd(t, root, { alice: 'secret' });
+  const common = { root, htpasswd: users, socket: sock } as const;
+  const debian = await shippedNginx(common);
+  const upstream = await shippedNginx({
+    ...common,
+    fastcgiParams: await fastcgiParamsWithoutRemoteUser(t),
+    upstreamSuffix: 'b',
+  });
+  const nginx = await startNginx(t, shippedNginxConfig([debian, upstream]));
+  for (const [index, which] of ['Debian', "nginx's own"].entries()) {
+    await t.test(`with ${which} fastcgi_params`, async () => {
+      const table = await assertForgedUsersRefused(t, nginx.url(index, '/'), repos, 'secret').catch(
+        async (err: unknown) => {
+          throw new Error(`${String(err)}\n${daemon.logs()}\n${await nginx.errorLog()}`, { cause: err });
+        },
+      );
+      t.diagnostic(table.join('; '));
+    });
+  }
   await assertNoGitProcesses(root, { withinMs: 2000 });
 });
