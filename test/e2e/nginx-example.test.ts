@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startGitFcgi } from '../helpers/daemon.js';
-import { FORGED_USER_RULES, assertForgedUsersRefused, forgedUserRepos } from '../helpers/forged-user.js';
+import { assertForgedUsersRefused, forgedUserRepos, forgedUserRules } from '../helpers/forged-user.js';
 import { htpasswd, startNginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { createBareRepo, git } from '../helpers/repos.js';
@@ -78,7 +78,7 @@ test('the shipped nginx example gives forged Authorization headers no user (mode
   const repos = await forgedUserRepos(t, root);
   const sock = join(await tmpDir(t, 'sock-'), 'git-fcgi.sock');
   const ini = join(await tmpDir(t, 'ini-'), 'git-fcgi.ini');
-  await writeFile(ini, `[server]\nallow_root = true\n[git]\nexport_all = true\n${FORGED_USER_RULES}`);
+  await writeFile(ini, `[server]\nallow_root = true\n[git]\nexport_all = true\n${forgedUserRules()}`);
   const daemon = await startGitFcgi(t, ['-c', ini, '--listen', `unix:${sock}`]);
   const users = await htpasswd(t, root, { alice: 'secret' });
   const common = { root, htpasswd: users, socket: sock } as const;
@@ -99,5 +99,24 @@ test('the shipped nginx example gives forged Authorization headers no user (mode
       t.diagnostic(table.join('; '));
     });
   }
+  await assertNoGitProcesses(root, { withinMs: 2000 });
+});
+
+/** The variant for git-fcgi's `[auth] mode = htpasswd`: the FRONT-END AUTH block deleted, as the config says. */
+test("the shipped nginx example's htpasswd-mode variant: git-fcgi refuses forged headers itself", async (t) => {
+  const root = await tmpDir(t, 'forged-');
+  const repos = await forgedUserRepos(t, root);
+  const sock = join(await tmpDir(t, 'sock-'), 'git-fcgi.sock');
+  const users = await htpasswd(t, await tmpDir(t, 'users-'), { alice: 'secret' });
+  const ini = join(await tmpDir(t, 'ini-'), 'git-fcgi.ini');
+  await writeFile(ini, `[server]\nallow_root = true\n[git]\nexport_all = true\n${forgedUserRules(users)}`);
+  const daemon = await startGitFcgi(t, ['-c', ini, '--listen', `unix:${sock}`]);
+  const shipped = await shippedNginx({ root, htpasswd: '/nonexistent', socket: sock, variant: 'htpasswd' });
+  assert.doesNotMatch(shipped.server, /auth_basic/);
+  const nginx = await startNginx(t, shippedNginxConfig([shipped]));
+  await assertForgedUsersRefused(t, nginx.url(0, '/'), repos, 'secret').catch(async (err: unknown) => {
+    throw new Error(`${String(err)}\n${daemon.logs()}\n${await nginx.errorLog()}`, { cause: err });
+  });
+  assert.match(daemon.logs(), /warn login failed .*user=mallory/);
   await assertNoGitProcesses(root, { withinMs: 2000 });
 });

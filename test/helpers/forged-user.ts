@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
 import { withDeadline } from './deadline.js';
 import { createBareRepo, git } from './repos.js';
@@ -8,13 +8,18 @@ import { basicAuth } from './shipped-nginx.js';
 import { tmpDir } from './tmp.js';
 
 /**
- * git-fcgi rules in `[auth] mode = nginx` (trust the front end's REMOTE_USER): project.git is read by
- * everyone and written by alice, secret.git is alice's alone. `realm` tells git-fcgi's own 401 from the
- * front end's.
+ * git-fcgi's access rules for the forged-user tests: project.git is read by everyone and written by alice,
+ * secret.git is alice's alone. Identity from the front end's REMOTE_USER (`mode = nginx`), or with
+ * `htpasswdFile`, checked by git-fcgi itself (`mode = htpasswd`; no limit on failed logins, the tests
+ * make many). The realm tells git-fcgi's own 401 from the front end's.
  */
-export const FORGED_USER_RULES = `[auth]
-mode = nginx
-realm = git-fcgi rules
+export function forgedUserRules(htpasswdFile?: string): string {
+  const auth =
+    htpasswdFile === undefined
+      ? 'mode = nginx\n'
+      : `mode = htpasswd\nhtpasswd = ${htpasswdFile}\nmax_failures = 1000000\n`;
+  return `[auth]
+${auth}realm = git-fcgi rules
 [repo:project.git]
 read = anonymous
 write = alice
@@ -22,6 +27,7 @@ write = alice
 read = alice
 write = alice
 `;
+}
 
 export interface ForgedUserRepos {
   readonly root: string;
@@ -132,7 +138,12 @@ export async function assertForgedUsersRefused(
   assert.equal(head, repos.secretHead);
   await git(
     t,
-    ['push', '-q', `${withCredentials('alice', password)}project.git`, 'HEAD:refs/heads/by-alice'],
+    [
+      'push',
+      '-q',
+      `${withCredentials('alice', password)}project.git`,
+      `HEAD:refs/heads/by-alice-${basename(work)}`,
+    ],
     {
       cwd: clone,
     },
