@@ -87,6 +87,7 @@ test('the shipped Apache example serves clones anonymously and pushes with a log
     headers: { Authorization: `Basic ${Buffer.from('alice:wrong').toString('base64')}` },
   });
   assert.ok('accepted' in ((await status.json()) as object));
+  assert.doesNotMatch(daemon.logs(), /without AUTH_TYPE/, 'Apache sends AUTH_TYPE with the users it checked');
   await daemon.stop();
   await apache.stop();
   await assertNoApacheProcesses(apache, { withinMs: 5000 });
@@ -113,6 +114,7 @@ test('the shipped Apache example gives forged Authorization headers no user (mod
   );
   t.diagnostic(table.join('; '));
   assert.doesNotMatch(daemon.logs(), /user=mallory/, 'no forged request reached git-fcgi as mallory');
+  assert.doesNotMatch(daemon.logs(), /without AUTH_TYPE/, 'Apache sends AUTH_TYPE with the users it checked');
   await assertNoGitProcesses(root, { withinMs: 2000 });
 });
 

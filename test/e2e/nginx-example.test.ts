@@ -10,6 +10,7 @@ import { createBareRepo, git } from '../helpers/repos.js';
 import {
   fastcgiParamsWithoutRemoteUser,
   shippedNginx,
+  basicAuth,
   shippedNginxConfig,
 } from '../helpers/shipped-nginx.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -64,6 +65,7 @@ test('the shipped nginx example serves clones anonymously and pushes with a logi
   assert.equal(await ping.text(), 'pong\n');
   const status = await (await fetch(nginx.url(0, '/git-fcgi-status?json'))).json();
   assert.ok(typeof status === 'object' && status !== null && 'accepted' in status);
+  assert.doesNotMatch(daemon.logs(), /without AUTH_TYPE/, 'no unchecked-user warning for the example');
   await assertNoGitProcesses(root, { withinMs: 2000 });
 });
 
@@ -99,6 +101,7 @@ test('the shipped nginx example gives forged Authorization headers no user (mode
       t.diagnostic(table.join('; '));
     });
   }
+  assert.doesNotMatch(daemon.logs(), /without AUTH_TYPE/, 'no unchecked-user warning for the example');
   await assertNoGitProcesses(root, { withinMs: 2000 });
 });
 
@@ -119,4 +122,43 @@ test("the shipped nginx example's htpasswd-mode variant: git-fcgi refuses forged
   });
   assert.match(daemon.logs(), /warn login failed .*user=mallory/);
   await assertNoGitProcesses(root, { withinMs: 2000 });
+});
+
+/**
+ * The example as it was before it checked every Authorization header: auth_basic for pushes only, and
+ * REMOTE_USER passed for every request. git-fcgi cannot stop that forged read, but it tells the admin,
+ * once, when it sees an unchecked REMOTE_USER next to anonymous requests from the same front end.
+ */
+test('git-fcgi warns once about the old example, which passed unchecked users', async (t) => {
+  const root = await tmpDir(t, 'forged-');
+  await forgedUserRepos(t, root);
+  const sock = join(await tmpDir(t, 'sock-'), 'git-fcgi.sock');
+  const ini = join(await tmpDir(t, 'ini-'), 'git-fcgi.ini');
+  await writeFile(ini, `[server]\nallow_root = true\n[git]\nexport_all = true\n${forgedUserRules()}`);
+  const daemon = await startGitFcgi(t, ['-c', ini, '--listen', `unix:${sock}`]);
+  const users = await htpasswd(t, root, { alice: 'secret' });
+  const shipped = await shippedNginx({ root, htpasswd: users, socket: sock });
+  const old = shipped.server
+    .replace(/^\s*if \(\$http_authorization\).*\n/m, '')
+    .replace(/^\s*fastcgi_param AUTH_TYPE .*\n/m, '');
+  assert.notEqual(old, shipped.server);
+  const nginx = await startNginx(t, shippedNginxConfig([{ ...shipped, server: old }]));
+  const get = async (path: string, headers: Record<string, string> = {}): Promise<number> => {
+    const res = await fetch(nginx.url(0, path), { headers });
+    await res.arrayBuffer();
+    return res.status;
+  };
+  const refs = '/project.git/info/refs?service=git-upload-pack';
+  assert.equal(await get(refs), 200);
+  assert.doesNotMatch(daemon.logs(), /without AUTH_TYPE/);
+  const forged = basicAuth('alice', 'wrong');
+  assert.equal(await get('/secret.git/info/refs?service=git-upload-pack', forged), 200, 'the old trap');
+  for (let i = 0; i < 3; i++) {
+    assert.equal(await get(refs), 200);
+    assert.equal(await get(refs, forged), 200);
+  }
+  const warnings = daemon.logs().match(/warn REMOTE_USER came without AUTH_TYPE.*/g) ?? [];
+  assert.equal(warnings.length, 1, daemon.logs());
+  t.diagnostic(warnings[0] ?? '');
+  assert.match(warnings[0] ?? '', new RegExp(`front_end=127\\.0\\.0\\.1:${nginx.ports[0]} user=alice`));
 });
