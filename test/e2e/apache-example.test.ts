@@ -1,139 +1,146 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import {
   apacheHtpasswd,
   apacheReachableDir,
   assertNoApacheProcesses,
   socketOwnerArgs,
   startApache,
+  type Apache,
 } from '../helpers/apache.js';
+import { suiteCleanup, type Cleanup } from '../helpers/cleanup.js';
 import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
-import { assertForgedUsersRefused, forgedUserRepos, forgedUserRules } from '../helpers/forged-user.js';
+import { assertForgedUsersRefused, type ForgedUserTarget } from '../helpers/forged-user.js';
+import {
+  ALICE,
+  TRUSTING_RULES,
+  anonymousPushAsksForLogin,
+  bigPush,
+  cloneV0,
+  cloneV2,
+  createFixtures,
+  disconnectMidClone,
+  dumbAndNotFound,
+  gitFcgiChecksPasswords,
+  pingAndStatusLocalOnly,
+  pushAsAlice,
+  shallowClone,
+  type Fixtures,
+  type Target,
+} from '../helpers/front-end-cases.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
-import { createBareRepo, git } from '../helpers/repos.js';
 import { shippedApache } from '../helpers/shipped-apache.js';
 import { tmpDir } from '../helpers/tmp.js';
 
-const identity = ['-c', 'user.name=a', '-c', 'user.email=a@a'];
-
-/** git-fcgi with `ini` (and allow_root) on a socket Apache's children can reach. */
-async function daemonFor(t: TestContext, ini: string): Promise<{ sock: string; daemon: GitFcgi }> {
-  const sock = join(await apacheReachableDir(t, 'sock-'), 'git-fcgi.sock');
-  const file = join(await tmpDir(t, 'ini-'), 'git-fcgi.ini');
-  await writeFile(file, `[server]\nallow_root = true\n${ini}`);
-  const daemon = await startGitFcgi(t, ['-c', file, '--listen', `unix:${sock}`, ...socketOwnerArgs()]);
-  return { sock, daemon };
-}
-
-const revParse = async (t: TestContext, cwd: string, rev: string): Promise<string> =>
-  (await git(t, ['rev-parse', rev], { cwd })).stdout.toString().trim();
-
 /**
- * etc/apache/git-fcgi.conf must work as pasted: only what its comments mark CHANGE is replaced; the
- * harness adds what a temp-dir Apache needs around the virtual host (Listen and port, LoadModule, User).
+ * Real git clients through real Apache 2.4 (mod_proxy_fcgi) started from etc/apache/git-fcgi.conf, changed
+ * only in what its comments mark CHANGE (paths; the harness adds Listen, the VirtualHost address, LoadModule
+ * and User lines), to git http-backend via git-fcgi, whose rules trust Apache's REMOTE_USER (mode = nginx).
  */
-test('the shipped Apache example serves clones anonymously and pushes with a login', async (t) => {
-  const root = await tmpDir(t, 'example-');
-  const repo = await createBareRepo(t, root, 'project.git', { commits: 2 });
-  await git(t, ['config', 'core.logAllRefUpdates', 'true'], { cwd: repo.path });
-  // Served without export_all: the example leaves GIT_HTTP_EXPORT_ALL commented out.
-  await writeFile(join(repo.path, 'git-daemon-export-ok'), '');
-  const { sock, daemon } = await daemonFor(t, 'ping_path = /git-fcgi-ping\nstatus_path = /git-fcgi-status\n');
-  const users = await apacheHtpasswd(t, { alice: 'secret' });
-  const apache = await startApache(t, {
-    vhosts: [{ body: await shippedApache({ root, htpasswd: users, socket: sock }) }],
+describe('git over Apache (etc/apache/git-fcgi.conf) and git-fcgi', () => {
+  const suite = suiteCleanup(after);
+  let fx: Fixtures;
+  let daemon: GitFcgi;
+  let users: string;
+  let target: Target;
+  const servers: Apache[] = [];
+
+  /** git-fcgi on a socket Apache's children can reach, with an ini file: export_all and `ini`. */
+  async function startDaemon(t: Cleanup, ini: string): Promise<{ daemon: GitFcgi; socket: string }> {
+    const socket = join(await apacheReachableDir(t, 'sock-'), 'git-fcgi.sock');
+    const file = join(await tmpDir(t, 'ini-'), 'git-fcgi.ini');
+    await writeFile(file, `[git]\nexport_all = true\n${ini}`);
+    const started = await startGitFcgi(t, ['-c', file, '--listen', `unix:${socket}`, ...socketOwnerArgs()]);
+    return { daemon: started, socket };
+  }
+
+  async function start(t: Cleanup, body: string): Promise<Apache> {
+    const server = await startApache(t, { vhosts: [{ body }] });
+    servers.push(server);
+    return server;
+  }
+
+  const forgedTarget = (base: string): ForgedUserTarget => ({
+    base,
+    root: fx.root,
+    publicRepo: 'demo.git',
+    secretRepo: 'secret.git',
+    secretHead: fx.secretHead,
   });
-  const url = apache.url(0, '/project.git');
-  const work = await tmpDir(t, 'work-');
-  const failed = async (err: unknown): Promise<never> => {
-    throw new Error(`${String(err)}\n${daemon.logs()}\n${await apache.errorLog()}`, { cause: err });
-  };
 
-  const trace = join(work, 'trace');
-  const clone = join(work, 'clone');
-  await git(t, ['-c', 'protocol.version=2', 'clone', '-q', url, clone], {
-    env: { GIT_TRACE_PACKET: trace },
-  }).catch(failed);
-  assert.match(await readFile(trace, 'utf8'), /git< version 2/, 'the Git-Protocol header reaches git');
-  assert.equal(await revParse(t, clone, 'HEAD'), repo.head);
-
-  // More than http.postBuffer (1 MiB): git sends it chunked, Apache streams it without a length.
-  await writeFile(join(clone, 'big.bin'), randomBytes(3 * 1024 * 1024));
-  await git(t, ['add', 'big.bin'], { cwd: clone });
-  await git(t, [...identity, 'commit', '-q', '-m', 'n'], { cwd: clone });
-  const commit = await revParse(t, clone, 'HEAD');
-  // Anonymous: the advertisement is challenged (401), and git without a terminal gives up.
-  await assert.rejects(
-    git(t, ['push', '-q', url, 'HEAD:main'], { cwd: clone }),
-    /Authentication failed|401|could not read Username/,
-  );
-  const withLogin = url.replace('http://', 'http://alice:secret@');
-  const curl = join(work, 'curl');
-  await git(t, ['push', '-q', withLogin, 'HEAD:main'], {
-    cwd: clone,
-    env: { GIT_TRACE_CURL: curl, GIT_TRACE_CURL_NO_DATA: '1' },
-  }).catch(failed);
-  assert.match(await readFile(curl, 'utf8'), /=> Send header: Transfer-Encoding: chunked/);
-  assert.equal(await revParse(t, repo.path, 'main'), commit);
-  const reflog = (await readFile(join(repo.path, 'logs', 'refs', 'heads', 'main'), 'utf8')).trim();
-  assert.match(reflog.split('\n').at(-1) ?? '', / alice <alice@http\.127\.0\.0\.1> /, 'the pusher is alice');
-
-  // The ping and status pages answer localhost (the test's client), with or without a login.
-  assert.equal(await (await fetch(apache.url(0, '/git-fcgi-ping'))).text(), 'pong\n');
-  const status = await fetch(apache.url(0, '/git-fcgi-status?json'), {
-    headers: { Authorization: `Basic ${Buffer.from('alice:wrong').toString('base64')}` },
+  before(async () => {
+    fx = await createFixtures(suite, await tmpDir(suite, 'repos-'), await tmpDir(suite, 'work-'));
+    const started = await startDaemon(suite, TRUSTING_RULES);
+    daemon = started.daemon;
+    users = await apacheHtpasswd(suite, { alice: ALICE.password });
+    const apache = await start(
+      suite,
+      await shippedApache({ root: fx.root, htpasswd: users, socket: started.socket }),
+    );
+    target = { t: suite, fx, base: apache.url(0, ''), daemon };
   });
-  assert.ok('accepted' in ((await status.json()) as object));
-  assert.doesNotMatch(daemon.logs(), /without AUTH_TYPE/, 'Apache sends AUTH_TYPE with the users it checked');
-  await daemon.stop();
-  await apache.stop();
-  await assertNoApacheProcesses(apache, { withinMs: 5000 });
-  await assertNoGitProcesses(root, { withinMs: 2000 });
-});
 
-/**
- * Apache sets REMOTE_USER only for a user one of its auth modules checked; the shipped config checks every
- * request that brings an Authorization header. With git-fcgi's rules trusting REMOTE_USER (mode = nginx),
- * a forged header gets Apache's 401 and never a user.
- */
-test('the shipped Apache example gives forged Authorization headers no user (mode = nginx rules)', async (t) => {
-  const root = await tmpDir(t, 'forged-');
-  const repos = await forgedUserRepos(t, root);
-  const { sock, daemon } = await daemonFor(t, `[git]\nexport_all = true\n${forgedUserRules()}`);
-  const users = await apacheHtpasswd(t, { alice: 'secret' });
-  const apache = await startApache(t, {
-    vhosts: [{ body: await shippedApache({ root, htpasswd: users, socket: sock }) }],
+  after(async () => {
+    // The suite's cleanup (registered first, so run first) has stopped Apache and git-fcgi by now.
+    for (const server of servers) await assertNoApacheProcesses(server, { withinMs: 5000 });
+    await assertNoGitProcesses(fx.root, { withinMs: 5000 });
+    assert.doesNotMatch(
+      daemon.logs(),
+      /REMOTE_USER came without AUTH_TYPE/,
+      'Apache sends AUTH_TYPE with the users it checked: no forged-user warning',
+    );
   });
-  const table = await assertForgedUsersRefused(t, apache.url(0, '/'), repos, 'secret').catch(
-    async (err: unknown) => {
-      throw new Error(`${String(err)}\n${daemon.logs()}\n${await apache.errorLog()}`, { cause: err });
-    },
-  );
-  t.diagnostic(table.join('; '));
-  assert.doesNotMatch(daemon.logs(), /user=mallory/, 'no forged request reached git-fcgi as mallory');
-  assert.doesNotMatch(daemon.logs(), /without AUTH_TYPE/, 'Apache sends AUTH_TYPE with the users it checked');
-  await assertNoGitProcesses(root, { withinMs: 2000 });
-});
 
-/**
- * The variant for git-fcgi's `[auth] mode = htpasswd`: FRONT-END AUTH deleted, HTPASSWD MODE uncommented
- * (CGIPassAuth, without which Apache passes no Authorization header to FastCGI).
- */
-test("the shipped Apache example's htpasswd-mode variant: git-fcgi refuses forged headers itself", async (t) => {
-  const root = await tmpDir(t, 'forged-');
-  const repos = await forgedUserRepos(t, root);
-  const users = await apacheHtpasswd(t, { alice: 'secret' });
-  const { sock, daemon } = await daemonFor(t, `[git]\nexport_all = true\n${forgedUserRules(users)}`);
-  const body = await shippedApache({ root, htpasswd: '/nonexistent', socket: sock, variant: 'htpasswd' });
-  assert.doesNotMatch(body, /^\s*Auth/m, 'no auth directives left');
-  assert.match(body, /^\s*CGIPassAuth On$/m);
-  const apache = await startApache(t, { vhosts: [{ body }] });
-  await assertForgedUsersRefused(t, apache.url(0, '/'), repos, 'secret').catch(async (err: unknown) => {
-    throw new Error(`${String(err)}\n${daemon.logs()}\n${await apache.errorLog()}`, { cause: err });
+  test('clone over protocol v2, verified in the packet trace', () => cloneV2(target));
+
+  test('clone over protocol v0', () => cloneV0(target));
+
+  test('shallow clone (--depth 1)', () => shallowClone(target));
+
+  test('dumb HTTP (HEAD, info/refs, a GIT_SMART_HTTP=0 clone) and 404s', () => dumbAndNotFound(target));
+
+  test('push as the user Apache authenticated; the reflog names them', () => pushAsAlice(target, 'feature'));
+
+  test('an anonymous push is challenged (401), so git asks for credentials', () =>
+    anonymousPushAsksForLogin(target, 'anonymous'));
+
+  test('a 30 MB incompressible push, streamed chunked; fsck clean', async () => {
+    const trace = await bigPush(target);
+    assert.match(
+      trace,
+      /=> Send header: POST \/big\.git\/git-receive-pack[\s\S]*?Transfer-Encoding: chunked/,
+    );
   });
-  assert.match(daemon.logs(), /warn login failed .*user=mallory/);
-  await assertNoGitProcesses(root, { withinMs: 2000 });
+
+  test('a client that leaves mid-clone leaves no git process behind', () => disconnectMidClone(target));
+
+  test("git-fcgi's ping and status answer this host only", () => pingAndStatusLocalOnly(target));
+
+  test('forged Authorization headers never make a user', async (t) => {
+    const table = await assertForgedUsersRefused(t, forgedTarget(target.base), ALICE.password);
+    t.diagnostic(table.join('; '));
+    assert.doesNotMatch(daemon.logs(), /user=mallory/, 'no forged request reached git-fcgi as mallory');
+  });
+
+  test('git-fcgi checks the passwords ([auth] mode = htpasswd): the config without its 8< block', async (t) => {
+    const checking = await startDaemon(
+      t,
+      `[auth]\nmode = htpasswd\nhtpasswd = ${users}\nrealm = Git\nmax_failures = 1000000\n${TRUSTING_RULES}`,
+    );
+    const body = await shippedApache({
+      root: fx.root,
+      htpasswd: users,
+      socket: checking.socket,
+      variant: 'htpasswd',
+    });
+    assert.doesNotMatch(body, /^\s*Auth/m, 'no auth directive left');
+    assert.match(body, /^\s*CGIPassAuth On$/m, 'the Authorization header reaches git-fcgi');
+    const server = await start(t, body);
+    const base = server.url(0, '');
+    await gitFcgiChecksPasswords({ t, fx, base, daemon: checking.daemon });
+    await assertForgedUsersRefused(t, forgedTarget(base), ALICE.password);
+    assert.match(checking.daemon.logs(), /warn login failed .*user=mallory/);
+  });
 });

@@ -3,61 +3,44 @@ import { writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
 import { withDeadline } from './deadline.js';
-import { createBareRepo, git } from './repos.js';
+import { git } from './repos.js';
 import { basicAuth } from './shipped-nginx.js';
 import { tmpDir } from './tmp.js';
 
 /**
- * git-fcgi's access rules for the forged-user tests: project.git is read by everyone and written by alice,
- * secret.git is alice's alone. Identity from the front end's REMOTE_USER (`mode = nginx`), or with
- * `htpasswdFile`, checked by git-fcgi itself (`mode = htpasswd`; no limit on failed logins, the tests
- * make many). The realm tells git-fcgi's own 401 from the front end's.
+ * Where the forged-user checks run: a front end's base URL (no trailing slash) and its repositories, with
+ * git-fcgi's rules (TRUSTING_RULES of front-end-cases.ts, or the same in `mode = htpasswd`) letting only
+ * alice read the secret one.
  */
-export function forgedUserRules(htpasswdFile?: string): string {
-  const auth =
-    htpasswdFile === undefined
-      ? 'mode = nginx\n'
-      : `mode = htpasswd\nhtpasswd = ${htpasswdFile}\nmax_failures = 1000000\n`;
-  return `[auth]
-${auth}realm = git-fcgi rules
-[repo:project.git]
-read = anonymous
-write = alice
-[repo:secret.git]
-read = alice
-write = alice
-`;
-}
-
-export interface ForgedUserRepos {
+export interface ForgedUserTarget {
+  readonly base: string;
   readonly root: string;
-  readonly projectHead: string;
+  /** Read by everyone, written by alice. */
+  readonly publicRepo: string;
+  /** Alice's alone. */
+  readonly secretRepo: string;
   readonly secretHead: string;
 }
 
-/** project.git and secret.git under a new root, as FORGED_USER_RULES expects them. */
-export async function forgedUserRepos(t: Cleanup, root: string): Promise<ForgedUserRepos> {
-  const project = await createBareRepo(t, root, 'project.git', { commits: 2 });
-  const secret = await createBareRepo(t, root, 'secret.git', { commits: 3 });
-  return { root, projectHead: project.head, secretHead: secret.head };
-}
-
 /** Credentials nobody verified: a user nobody knows, and alice's name with a wrong password. */
-export const FORGED = [
+const FORGED = [
   ['mallory', 'anything'],
   ['alice', 'wrong'],
 ] as const;
 
-const REQUESTS = [
-  ['GET', 'secret.git/info/refs?service=git-upload-pack'],
-  ['GET', 'secret.git/HEAD'],
-  ['POST', 'secret.git/git-upload-pack'],
-  ['GET', 'project.git/info/refs?service=git-receive-pack'],
-  ['POST', 'project.git/git-receive-pack'],
-] as const;
+/** Every request a protected read or a push is made of; the last two encoded so that a condition on the raw path or query would miss them. */
+const requests = ({ publicRepo, secretRepo }: ForgedUserTarget): ReadonlyArray<readonly [string, string]> => [
+  ['GET', `${secretRepo}/info/refs?service=git-upload-pack`],
+  ['GET', `${secretRepo}/HEAD`],
+  ['POST', `${secretRepo}/git-upload-pack`],
+  ['GET', `${publicRepo}/info/refs?service=git-receive-pack`],
+  ['POST', `${publicRepo}/git-receive-pack`],
+  ['GET', `${publicRepo}/info/refs?service=git-receive-pac%6B`],
+  ['POST', `${publicRepo}/git-receive-pac%6B`],
+];
 
 async function statusOf(method: string, url: string, headers: Record<string, string>): Promise<number> {
-  const service = url.endsWith('git-upload-pack') ? 'upload' : 'receive';
+  const service = url.includes('git-upload-pack') ? 'upload' : 'receive';
   const body = method === 'POST' ? '0000' : undefined;
   const post = body === undefined ? {} : { 'Content-Type': `application/x-git-${service}-pack-request` };
   const res = await withDeadline(
@@ -70,21 +53,21 @@ async function statusOf(method: string, url: string, headers: Record<string, str
 }
 
 /**
- * `base` (ending in `/`) serves FORGED_USER_RULES' repositories through a front end that should make forged
- * users impossible. Every forged request must get the front end's 401 (a wrong password is refused like a
- * push without one), git must not clone secret.git or push with them, and alice with her password must.
- * Returns the status table, for the report; a failure shows the whole table.
+ * The front end at `target.base` makes forged users impossible: every request of a protected read or a push
+ * that carries credentials nobody checked gets 401 (the front end's own where it checks them, git-fcgi's
+ * where it does), git can neither clone the secret repository nor push with them, and alice with her
+ * `password` can do both. Returns the status table, for the report; a failure shows the whole table.
  */
 export async function assertForgedUsersRefused(
   t: Cleanup,
-  base: string,
-  repos: ForgedUserRepos,
+  target: ForgedUserTarget,
   password: string,
 ): Promise<string[]> {
+  const { base, root, publicRepo, secretRepo } = target;
   const table: string[] = [];
   for (const [user, pass] of FORGED) {
-    for (const [method, path] of REQUESTS) {
-      const status = await statusOf(method, `${base}${path}`, basicAuth(user, pass));
+    for (const [method, path] of requests(target)) {
+      const status = await statusOf(method, `${base}/${path}`, basicAuth(user, pass));
       table.push(`${user}:${pass} ${method} /${path} -> ${status}`);
     }
   }
@@ -92,58 +75,48 @@ export async function assertForgedUsersRefused(
   assert.deepEqual(table, expected, `forged credentials through ${base}`);
 
   const work = await tmpDir(t, 'forged-');
-  const withCredentials = (user: string, pass: string): string =>
-    base.replace('http://', `http://${user}:${pass}@`);
+  const as = (user: string, pass: string): string => base.replace('http://', `http://${user}:${pass}@`);
   for (const [user, pass] of FORGED) {
     await assert.rejects(
-      git(t, ['clone', '-q', `${withCredentials(user, pass)}secret.git`, join(work, `secret-${user}`)]),
+      git(t, ['clone', '-q', `${as(user, pass)}/${secretRepo}`, join(work, `secret-${user}`)]),
       /Authentication failed|401/,
-      `${user}:${pass} clones secret.git`,
+      `${user}:${pass} clones ${secretRepo}`,
     );
   }
   await assert.rejects(
-    git(t, ['clone', '-q', `${base}secret.git`, join(work, 'secret-anonymous')]),
+    git(t, ['clone', '-q', `${base}/${secretRepo}`, join(work, 'secret-anonymous')]),
     /Authentication failed|could not read Username|401/,
-    'an anonymous clone of secret.git',
+    `an anonymous clone of ${secretRepo}`,
   );
 
-  const clone = join(work, 'project');
-  await git(t, ['clone', '-q', `${base}project.git`, clone]);
+  const clone = join(work, 'public');
+  await git(t, ['clone', '-q', `${base}/${publicRepo}`, clone]);
   await writeFile(join(clone, 'forged.txt'), 'x\n');
   await git(t, ['add', 'forged.txt'], { cwd: clone });
   await git(t, ['-c', 'user.name=m', '-c', 'user.email=m@m', 'commit', '-q', '-m', 'forged'], { cwd: clone });
   for (const [user, pass] of FORGED) {
     await assert.rejects(
-      git(t, ['push', '-q', `${withCredentials(user, pass)}project.git`, `HEAD:refs/heads/${user}`], {
+      git(t, ['push', '-q', `${as(user, pass)}/${publicRepo}`, `HEAD:refs/heads/forged-${user}`], {
         cwd: clone,
       }),
       /Authentication failed|401|403/,
       `${user}:${pass} pushes`,
     );
   }
-  const heads = await git(t, ['for-each-ref', '--format=%(refname)'], {
-    cwd: join(repos.root, 'project.git'),
+  const heads = await git(t, ['for-each-ref', '--format=%(refname)', 'refs/heads/forged-*'], {
+    cwd: join(root, publicRepo),
   });
-  const landed = heads.stdout
-    .toString()
-    .split('\n')
-    .filter((ref) => FORGED.some(([user]) => ref === `refs/heads/${user}`));
-  assert.deepEqual(landed, [], 'no forged push landed');
+  assert.equal(heads.stdout.toString().trim(), '', 'no forged push landed');
 
   // What the rules allow alice still works: a protected read (git-fcgi challenges, git answers with her
   // password, the front end checks it) and a push.
   const secret = join(work, 'secret-alice');
-  await git(t, ['clone', '-q', `${withCredentials('alice', password)}secret.git`, secret]);
+  await git(t, ['clone', '-q', `${as('alice', password)}/${secretRepo}`, secret]);
   const head = (await git(t, ['rev-parse', 'HEAD'], { cwd: secret })).stdout.toString().trim();
-  assert.equal(head, repos.secretHead);
+  assert.equal(head, target.secretHead);
   await git(
     t,
-    [
-      'push',
-      '-q',
-      `${withCredentials('alice', password)}project.git`,
-      `HEAD:refs/heads/by-alice-${basename(work)}`,
-    ],
+    ['push', '-q', `${as('alice', password)}/${publicRepo}`, `HEAD:refs/heads/alice-${basename(work)}`],
     {
       cwd: clone,
     },

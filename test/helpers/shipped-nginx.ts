@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
-import { repoRoot } from './daemon.js';
 import type { NginxConfig } from './nginx-conf.js';
+import { shippedConfig, withoutFrontEndAuth } from './shipped-config.js';
 import { tmpDir } from './tmp.js';
 
 /** Debian's fastcgi_params: it sends `REMOTE_USER $remote_user` for every location that includes it. */
@@ -32,11 +32,11 @@ export interface ShippedNginxOptions {
   /** The file `include fastcgi_params;` reads; Debian's by default. */
   readonly fastcgiParams?: string;
   /**
-   * `htpasswd`: the variant the config describes for git-fcgi's `[auth] mode = htpasswd`: the block
-   * between the `FRONT-END AUTH` markers deleted.
+   * `htpasswd`: the variant the config describes for git-fcgi's `[auth] mode = htpasswd`, without the
+   * block between its two `# ---- 8< ----` lines.
    */
   readonly variant?: 'nginx-auth' | 'htpasswd';
-  /** The `upstream` block's name is made unique per config when several are loaded at once. */
+  /** A suffix for the `upstream` block's name, unique per config when several are loaded at once. */
   readonly upstreamSuffix?: string;
 }
 
@@ -52,33 +52,23 @@ export interface ShippedNginx {
  * address, which the harness picks) is replaced; everything else runs as shipped.
  */
 export async function shippedNginx(opts: ShippedNginxOptions): Promise<ShippedNginx> {
-  const example = await readFile(join(repoRoot, 'etc', 'nginx', 'git-fcgi.conf'), 'utf8');
+  const pasted = await shippedConfig('nginx/git-fcgi.conf', [
+    ['/srv/git;', `${opts.root};`],
+    ['/etc/nginx/git.htpasswd', opts.htpasswd],
+    ['unix:/run/git-fcgi/git-fcgi.sock', `unix:${opts.socket}`],
+    // nginx resolves relative includes against its prefix; the test runs with its own prefix.
+    ['include       fastcgi_params;', `include ${opts.fastcgiParams ?? DEBIAN_FASTCGI_PARAMS};`],
+    ['    listen 80;\n', ''],
+  ]);
+  let example = opts.variant === 'htpasswd' ? withoutFrontEndAuth(pasted) : pasted;
+  if (opts.upstreamSuffix !== undefined) {
+    example = example.replaceAll('git_fcgi_socket', `git_fcgi_socket_${opts.upstreamSuffix}`);
+  }
   const serverAt = example.search(/^server \{$/m);
   assert.ok(serverAt >= 0, 'the example has a server block');
-  const body = /^server \{\n([\s\S]*)\n\}\s*$/.exec(example.slice(serverAt))?.[1];
-  assert.ok(body, 'the example ends with one server block');
-  let server = body;
-  if (opts.variant === 'htpasswd') {
-    const marked = /^[ \t]*# FRONT-END AUTH:[^\n]*\n[\s\S]*?^[ \t]*# END FRONT-END AUTH[^\n]*\n/gm;
-    assert.equal(server.match(marked)?.length, 1, 'one FRONT-END AUTH block');
-    server = server.replace(marked, '');
-  }
-  const upstream = (text: string): string =>
-    opts.upstreamSuffix === undefined ? text : text.replaceAll('git_fcgi', `git_fcgi_${opts.upstreamSuffix}`);
-  const substitute = (text: string): string =>
-    upstream(text)
-      .replace(/^\s*listen 80;$/m, '')
-      .replaceAll('/srv/git;', `${opts.root};`)
-      .replaceAll('/etc/nginx/git.htpasswd', opts.htpasswd)
-      .replaceAll('unix:/run/git-fcgi/git-fcgi.sock', `unix:${opts.socket}`)
-      // nginx resolves relative includes against its prefix; the test runs with its own prefix.
-      .replace(/include\s+fastcgi_params;/g, `include ${opts.fastcgiParams ?? DEBIAN_FASTCGI_PARAMS};`);
-  server = substitute(server);
-  const http = substitute(example.slice(0, serverAt));
-  for (const original of ['/srv/git;', '/etc/nginx/git.htpasswd', 'unix:/run/git-fcgi/git-fcgi.sock']) {
-    assert.ok(!server.includes(original) && !http.includes(original), `${original} was substituted`);
-  }
-  return { server, http };
+  const server = /^server \{\n([\s\S]*)\n\}\s*$/.exec(example.slice(serverAt))?.[1];
+  assert.ok(server, 'the example ends with one server block');
+  return { server, http: example.slice(0, serverAt) };
 }
 
 /** Several shipped servers in one nginx: their `http` parts joined. */
