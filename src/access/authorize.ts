@@ -44,7 +44,8 @@ export class Authorizer {
   ): Promise<Grant> {
     const { access } = settings;
     // Where REMOTE_USER is taken from the front end as it comes, look out for one nobody checked.
-    if (!access.enabled || access.auth.mode === 'nginx') this.uncheckedUsers.observe(params, log);
+    if (!access.enabled || access.auth.mode === 'nginx')
+      this.uncheckedUsers.observe(params, target.access, log);
     if (!access.enabled) {
       const user = params.get('REMOTE_USER') || null;
       return { user, env: hookEnv(user, [], target.repo, null) };

@@ -88,7 +88,7 @@ describe('git over Apache (etc/apache/git-fcgi.conf) and git-fcgi', () => {
     await assertNoGitProcesses(fx.root, { withinMs: 5000 });
     assert.doesNotMatch(
       daemon.logs(),
-      /REMOTE_USER came without AUTH_TYPE/,
+      /REMOTE_USER came on a read without AUTH_TYPE/,
       'Apache sends AUTH_TYPE with the users it checked: no forged-user warning',
     );
   });

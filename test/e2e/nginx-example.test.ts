@@ -32,7 +32,7 @@ import {
 } from '../helpers/shipped-nginx.js';
 import { tmpDir } from '../helpers/tmp.js';
 
-const UNCHECKED_USER_WARNING = /REMOTE_USER came without AUTH_TYPE/;
+const UNCHECKED_USER_WARNING = /REMOTE_USER came on a read without AUTH_TYPE/;
 
 /**
  * Real git clients through real nginx started from etc/nginx/git-fcgi.conf, changed only in what its comments
@@ -164,7 +164,7 @@ describe('git over nginx (etc/nginx/git-fcgi.conf) and git-fcgi', () => {
       assert.equal(await get(refs), 200);
       assert.equal(await get(refs, forged), 200);
     }
-    const warnings = own.daemon.logs().match(/warn REMOTE_USER came without AUTH_TYPE.*/g) ?? [];
+    const warnings = own.daemon.logs().match(/warn REMOTE_USER came on a read without AUTH_TYPE.*/g) ?? [];
     assert.equal(warnings.length, 1, own.daemon.logs());
     t.diagnostic(warnings[0] ?? '');
     const frontEnd = `front_end=127\\.0\\.0\\.1:${server.ports[0]} user=alice`;

@@ -37,19 +37,19 @@ describe('UncheckedUserWatch', () => {
   it('warns once when one front end sends both anonymous requests and a REMOTE_USER without AUTH_TYPE', () => {
     const { log, warnings } = recording();
     const watch = new UncheckedUserWatch();
-    watch.observe(request(), log);
-    watch.observe(request(), log);
+    watch.observe(request(), 'read', log);
+    watch.observe(request(), 'read', log);
     assert.equal(warnings.length, 0, 'anonymous requests alone are nothing to warn about');
-    watch.observe(request({ REMOTE_USER: 'alice' }), log);
+    watch.observe(request({ REMOTE_USER: 'alice' }), 'read', log);
     assert.equal(warnings.length, 1);
     const [warning] = warnings;
-    assert.match(warning?.message ?? '', /without AUTH_TYPE/);
+    assert.match(warning?.message ?? '', /on a read without AUTH_TYPE/);
     assert.match(warning?.message ?? '', /\$remote_user/, 'names the cause');
     assert.match(warning?.message ?? '', /etc\/nginx\/git-fcgi\.conf|mode = htpasswd/, 'names the fix');
     assert.deepEqual(warning?.meta, { front_end: '127.0.0.1:80', user: 'alice' });
     for (let i = 0; i < 10; i++) {
-      watch.observe(request({ REMOTE_USER: 'mallory' }), log);
-      watch.observe(request(), log);
+      watch.observe(request({ REMOTE_USER: 'mallory' }), 'read', log);
+      watch.observe(request(), 'read', log);
     }
     assert.equal(warnings.length, 1, 'once per front end, not per request');
   });
@@ -57,10 +57,10 @@ describe('UncheckedUserWatch', () => {
   it('warns in either order, and names the first unchecked user', () => {
     const { log, warnings } = recording();
     const watch = new UncheckedUserWatch();
-    watch.observe(request({ REMOTE_USER: 'bob' }), log);
-    watch.observe(request({ REMOTE_USER: 'carol' }), log);
+    watch.observe(request({ REMOTE_USER: 'bob' }), 'read', log);
+    watch.observe(request({ REMOTE_USER: 'carol' }), 'read', log);
     assert.equal(warnings.length, 0, 'users alone: a front end that authenticates everything');
-    watch.observe(request(), log);
+    watch.observe(request(), 'read', log);
     assert.deepEqual(warnings[0]?.meta, { front_end: '127.0.0.1:80', user: 'bob' });
   });
 
@@ -68,29 +68,41 @@ describe('UncheckedUserWatch', () => {
     const { log, warnings } = recording();
     const watch = new UncheckedUserWatch();
     // Port 443 authenticates everything; port 80 serves anonymously only: neither is the trap.
-    watch.observe(request({ SERVER_PORT: '443', REMOTE_USER: 'alice' }), log);
-    watch.observe(request({ SERVER_PORT: '80' }), log);
-    watch.observe(request({ SERVER_ADDR: '::1', SERVER_PORT: '80', REMOTE_USER: 'alice' }), log);
+    watch.observe(request({ SERVER_PORT: '443', REMOTE_USER: 'alice' }), 'read', log);
+    watch.observe(request({ SERVER_PORT: '80' }), 'read', log);
+    watch.observe(request({ SERVER_ADDR: '::1', SERVER_PORT: '80', REMOTE_USER: 'alice' }), 'read', log);
     assert.equal(warnings.length, 0);
-    watch.observe(request({ SERVER_ADDR: '::1', SERVER_PORT: '80' }), log);
+    watch.observe(request({ SERVER_ADDR: '::1', SERVER_PORT: '80' }), 'read', log);
     assert.deepEqual(
       warnings.map((w) => w.meta?.front_end),
       ['[::1]:80'],
     );
-    watch.observe(request({ SERVER_PORT: '443' }), log);
+    watch.observe(request({ SERVER_PORT: '443' }), 'read', log);
     assert.deepEqual(
       warnings.map((w) => w.meta?.front_end),
       ['[::1]:80', '127.0.0.1:443'],
     );
   });
 
+  it('a REMOTE_USER without AUTH_TYPE on pushes only is no sign: front ends that check only pushes (h2o)', () => {
+    const { log, warnings } = recording();
+    const watch = new UncheckedUserWatch();
+    for (let i = 0; i < 5; i++) {
+      watch.observe(request(), 'read', log);
+      watch.observe(request({ REMOTE_USER: 'alice' }), 'write', log);
+    }
+    assert.equal(warnings.length, 0);
+    watch.observe(request({ REMOTE_USER: 'alice' }), 'read', log);
+    assert.equal(warnings.length, 1, 'a read with one is');
+  });
+
   it('no false alarm for the shipped configs: anonymous reads, AUTH_TYPE with every checked REMOTE_USER', () => {
     const { log, warnings } = recording();
     const watch = new UncheckedUserWatch();
     for (let i = 0; i < 5; i++) {
-      watch.observe(request(), log);
+      watch.observe(request(), 'read', log);
       // nginx (etc/nginx/git-fcgi.conf) and Apache send AUTH_TYPE Basic where they checked the user.
-      watch.observe(request({ REMOTE_USER: 'alice', AUTH_TYPE: 'Basic' }), log);
+      watch.observe(request({ REMOTE_USER: 'alice', AUTH_TYPE: 'Basic' }), 'read', log);
     }
     assert.equal(warnings.length, 0);
   });
@@ -98,23 +110,24 @@ describe('UncheckedUserWatch', () => {
   it('falls back to SERVER_NAME without SERVER_ADDR, and remembers a bounded number of front ends', () => {
     const { log, warnings } = recording();
     const watch = new UncheckedUserWatch(3);
-    for (let port = 1; port <= 10; port++) watch.observe(request({ SERVER_PORT: String(port) }), log);
+    for (let port = 1; port <= 10; port++) watch.observe(request({ SERVER_PORT: String(port) }), 'read', log);
     assert.equal(watch.size, 3);
-    watch.observe(request({ SERVER_PORT: '9', REMOTE_USER: 'alice' }), log);
-    watch.observe(request({ SERVER_PORT: '2', REMOTE_USER: 'alice', SERVER_ADDR: '' }), log);
-    watch.observe(request({ SERVER_PORT: '2', REMOTE_USER: 'alice' }), log);
+    watch.observe(request({ SERVER_PORT: '9', REMOTE_USER: 'alice' }), 'read', log);
+    watch.observe(request({ SERVER_PORT: '2', REMOTE_USER: 'alice', SERVER_ADDR: '' }), 'read', log);
+    watch.observe(request({ SERVER_PORT: '2', REMOTE_USER: 'alice' }), 'read', log);
     assert.deepEqual(
       warnings.map((w) => w.meta?.front_end),
       ['127.0.0.1:2'],
       'a front end beyond the bound is not watched; one within it still is',
     );
     const named = new UncheckedUserWatch();
-    named.observe(new Map([['SERVER_NAME', 'git.example.com']]), log);
+    named.observe(new Map([['SERVER_NAME', 'git.example.com']]), 'read', log);
     named.observe(
       new Map([
         ['SERVER_NAME', 'git.example.com'],
         ['REMOTE_USER', 'x'],
       ]),
+      'read',
       log,
     );
     assert.equal(warnings.at(-1)?.meta?.front_end, 'git.example.com:-');
@@ -138,6 +151,16 @@ describe('Authorizer and the unchecked-user watch', () => {
       assert.equal(warnings.length, 1);
     });
   }
+
+  it('a push with REMOTE_USER is not a sign (the target says which one a request is)', async () => {
+    const { log, warnings } = recording();
+    const authorizer = new Authorizer(log);
+    const settings = { access: accessFrom(RULES), configFile: null };
+    const pushRefs = parseGitTarget('/open/a.git/info/refs', 'service=git-receive-pack', 'GET');
+    await authorizer.authorize(settings, readRefs, request(), log);
+    await authorizer.authorize(settings, pushRefs, request({ REMOTE_USER: 'alice' }), log);
+    assert.equal(warnings.length, 0);
+  });
 
   it('does not watch in mode = htpasswd, where the front end has no say', async () => {
     const { log, warnings } = recording();
