@@ -5,6 +5,7 @@ import { AccessDenied, challenge } from './access-error.js';
 import { IdentityChecker } from './identity.js';
 import { groupsOf } from './principals.js';
 import { decide } from './rules.js';
+import { UncheckedUserWatch } from './unchecked-user-watch.js';
 
 export interface AccessSettings {
   readonly access: AccessConfig;
@@ -29,6 +30,7 @@ export interface Grant {
  */
 export class Authorizer {
   private readonly identity: IdentityChecker;
+  private readonly uncheckedUsers = new UncheckedUserWatch();
 
   constructor(log: Logger) {
     this.identity = new IdentityChecker(log);
@@ -41,6 +43,9 @@ export class Authorizer {
     log: Logger,
   ): Promise<Grant> {
     const { access } = settings;
+    // Where REMOTE_USER is taken from the front end as it comes, look out for one nobody checked.
+    if (!access.enabled || access.auth.mode === 'nginx')
+      this.uncheckedUsers.observe(params, target.access, log);
     if (!access.enabled) {
       const user = params.get('REMOTE_USER') || null;
       return { user, env: hookEnv(user, [], target.repo, null) };

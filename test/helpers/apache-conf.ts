@@ -49,6 +49,8 @@ const MODULES = [
   'authn_core',
   'authn_file',
   'authz_user',
+  // `Require local` (etc/apache/git-fcgi.conf's ping and status pages).
+  'authz_host',
   'auth_basic',
   'env',
   'proxy',
