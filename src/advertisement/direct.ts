@@ -109,11 +109,16 @@ export function planDirectAdvertisement(
   };
 }
 
-/** With a body (or HEAD) git http-backend does more than advertise: those are left to it. */
+/**
+ * With a body (or HEAD) git http-backend does more than advertise: those are left to it.
+ * CONTENT_LENGTH=0 (HAProxy and Caddy send it with every GET) is no body: git http-backend then
+ * pipes nothing into the service's stdin where it would otherwise close it; the service does
+ * not read stdin for an advertisement either way.
+ */
 export function isPlainGet(env: Readonly<Record<string, string>>): boolean {
   return (
     env.REQUEST_METHOD === 'GET' &&
-    env.CONTENT_LENGTH === undefined &&
+    (env.CONTENT_LENGTH === undefined || env.CONTENT_LENGTH === '0') &&
     env.HTTP_CONTENT_ENCODING === undefined
   );
 }

@@ -10,13 +10,22 @@ export interface FastCgiConnectionOptions {
   readonly log: LogFn;
   /** Reported as FCGI_MAX_CONNS in GET_VALUES_RESULT (default 1024). */
   readonly maxConns?: number;
-  /** Reported as FCGI_MAX_REQS in GET_VALUES_RESULT (default 1024). */
+  /**
+   * Requests one connection may carry at once (multiplexed, as HAProxy's `option mpxs-conns`
+   * sends them); more get END_REQUEST with FCGI_OVERLOADED. Reported as FCGI_MAX_REQS in
+   * GET_VALUES_RESULT. Default 100.
+   */
   readonly maxReqs?: number;
-  /** Cap on STDIN that arrives before the end of PARAMS (default 1 MiB). */
+  /** Cap on STDIN that arrives before the end of PARAMS, across a connection's requests (default 1 MiB). */
   readonly maxEarlyStdinBytes?: number;
 }
 
 export const DEFAULT_MAX_EARLY_STDIN_BYTES = 1024 * 1024;
+/**
+ * Bounds what one connection holds: each request up to max_params_size of params and its
+ * body's high-water mark (64 KiB) plus one socket read.
+ */
+export const DEFAULT_MAX_REQS = 100;
 
 /** The GET_VALUES_RESULT pairs for the names asked: only those we know, in the order asked. */
 export function getValuesAnswer(
@@ -25,8 +34,8 @@ export function getValuesAnswer(
 ): Array<[string, string]> {
   const known = new Map([
     ['FCGI_MAX_CONNS', String(options.maxConns ?? 1024)],
-    ['FCGI_MAX_REQS', String(options.maxReqs ?? 1024)],
-    ['FCGI_MPXS_CONNS', '0'],
+    ['FCGI_MAX_REQS', String(options.maxReqs ?? DEFAULT_MAX_REQS)],
+    ['FCGI_MPXS_CONNS', '1'],
   ]);
   const answer: Array<[string, string]> = [];
   for (const name of asked) {

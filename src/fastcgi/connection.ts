@@ -4,10 +4,11 @@ import type { ExchangeHandler } from '../exchange.js';
 import { FCGI_KEEP_CONN, ProtocolStatus, RecordType, Role } from './constants.js';
 import {
   DEFAULT_MAX_EARLY_STDIN_BYTES,
+  DEFAULT_MAX_REQS,
   getValuesAnswer,
   type FastCgiConnectionOptions,
 } from './connection-options.js';
-import { FastCgiRequest } from './fastcgi-request.js';
+import { EarlyStdinBudget, FastCgiRequest } from './fastcgi-request.js';
 import { FastCgiResponse } from './fastcgi-response.js';
 import { decodeParams } from './name-value.js';
 import { RecordParser } from './record-parser.js';
@@ -18,16 +19,19 @@ export type { FastCgiConnectionOptions, LogFn } from './connection-options.js';
 /** What the daemon may ask of a connection it has accepted. */
 export interface FastCgiConnectionHandle {
   /**
-   * Takes no request after the current one: a connection idle between requests
-   * (FCGI_KEEP_CONN) is ended now, one in a request after its response. One that has not sent
-   * its first request yet was accepted to be served: it gets `firstRequestGraceMs` to send it.
+   * Takes no request after the ones in progress: a connection idle between requests
+   * (FCGI_KEEP_CONN) is ended now, one with requests in progress once they have been answered
+   * (a request multiplexed onto it meanwhile is still served: it was sent before the front end
+   * could know). One that has not sent its first request yet was accepted to be served: it gets
+   * `firstRequestGraceMs` to send it.
    */
   drain(firstRequestGraceMs: number): void;
 }
 
 /**
- * Serves FastCGI responder requests on an accepted socket until it closes: one request at a
- * time (nginx never multiplexes), several in a row with FCGI_KEEP_CONN.
+ * Serves FastCGI responder requests on an accepted socket until it closes: one after the other
+ * with FCGI_KEEP_CONN (nginx, Apache, HAProxy's `option keep-conn`), or several at once
+ * (HAProxy's `option mpxs-conns`), up to `maxReqs`.
  */
 export function serveFastCgiConnection(
   socket: Socket,
@@ -40,16 +44,24 @@ export function serveFastCgiConnection(
 class FastCgiConnection implements FastCgiConnectionHandle {
   private readonly parser = new RecordParser((type, id, content) => this.onRecord(type, id, content));
   private readonly peer: string;
-  private active: FastCgiRequest | null = null;
-  private pausedForBody = false;
+  private readonly maxReqs: number;
+  private readonly earlyStdin: EarlyStdinBudget;
+  private readonly requests = new Map<number, FastCgiRequest>();
+  /**
+   * Requests whose body is over its high-water mark. FastCGI has no flow control per request:
+   * the only way to stop one sender is to stop reading the socket, for every request on it. So
+   * each request may buffer up to its body's mark, and the socket is paused while any is over it.
+   */
+  private readonly fullBodies = new Set<FastCgiRequest>();
+  private paused = false;
   private peerEnded = false;
+  /** A request came without FCGI_KEEP_CONN: close once none is left. */
+  private closeWhenIdle = false;
+  /** Whether a BEGIN_REQUEST ever arrived. */
+  private begun = false;
   /** Set once we have decided to close: later records are ignored. */
   private closing = false;
   private peerProbe: NodeJS.Timeout | undefined;
-  /** Whether a BEGIN_REQUEST ever arrived. */
-  private begun = false;
-  /** Set by drain(): no request after the current one. */
-  private draining = false;
 
   constructor(
     private readonly socket: Socket,
@@ -57,6 +69,8 @@ class FastCgiConnection implements FastCgiConnectionHandle {
     private readonly options: FastCgiConnectionOptions,
   ) {
     this.peer = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
+    this.maxReqs = options.maxReqs ?? DEFAULT_MAX_REQS;
+    this.earlyStdin = new EarlyStdinBudget(options.maxEarlyStdinBytes ?? DEFAULT_MAX_EARLY_STDIN_BYTES);
     // Half-open, so that 'end' from the peer is ours to interpret: a client may shut down its
     // side once it has sent the whole request and still read the response. nginx never does;
     // it closes the whole connection when its client goes away, which also arrives as 'end'.
@@ -77,15 +91,17 @@ class FastCgiConnection implements FastCgiConnectionHandle {
       if (isGitFcgiError(error)) this.options.log('warn', 'FastCGI protocol error', this.meta(error));
       else this.options.log('error', 'internal error on FastCGI connection', this.meta(error));
       this.closing = true;
-      this.active?.abort(error);
-      this.finish(this.active);
+      for (const req of [...this.requests.values()]) {
+        req.abort(error);
+        this.finish(req);
+      }
       this.socket.destroy();
     }
   }
 
   private onRecord(type: number, id: number, content: Buffer): void {
     if (this.closing) return;
-    const req = this.active !== null && this.active.id === id ? this.active : null;
+    const req = this.requests.get(id);
     switch (type) {
       case RecordType.BEGIN_REQUEST:
         return this.onBegin(id, content.readUInt16BE(0), (content.readUInt8(2) & FCGI_KEEP_CONN) !== 0);
@@ -97,10 +113,7 @@ class FastCgiConnection implements FastCgiConnectionHandle {
       case RecordType.STDIN:
         // While paused we read nothing, so a peer that closes then goes unnoticed until the
         // handler reads on (or a write fails): the price of not buffering the body.
-        if (req && !req.addStdin(content) && this.active === req && !this.pausedForBody) {
-          this.pausedForBody = true;
-          this.socket.pause();
-        }
+        if (req && !req.addStdin(content) && this.requests.get(id) === req) this.bodyFull(req);
         return;
       case RecordType.ABORT_REQUEST:
         if (req)
@@ -121,9 +134,9 @@ class FastCgiConnection implements FastCgiConnectionHandle {
   }
 
   drain(firstRequestGraceMs: number): void {
-    if (this.draining || this.closing) return;
-    this.draining = true;
-    if (this.active !== null) return;
+    if (this.closeWhenIdle || this.closing) return;
+    this.closeWhenIdle = true;
+    if (this.requests.size > 0) return;
     if (this.begun) return this.endConnection();
     setTimeout(() => {
       if (!this.begun) this.socket.destroy();
@@ -132,21 +145,26 @@ class FastCgiConnection implements FastCgiConnectionHandle {
 
   private onBegin(id: number, role: number, keepConn: boolean): void {
     this.begun = true;
-    if (this.active !== null) {
-      if (this.active.id === id)
-        throw new GitFcgiError('ERR_FCGI_RECORD', `BEGIN_REQUEST for active request ${id}`);
-      return this.send(endRequestRecord(id, 0, ProtocolStatus.CANT_MPX_CONN));
+    if (this.requests.has(id))
+      throw new GitFcgiError('ERR_FCGI_RECORD', `BEGIN_REQUEST for active request ${id}`);
+    if (!keepConn) this.closeWhenIdle = true;
+    if (role !== Role.RESPONDER) return this.refuse(id, ProtocolStatus.UNKNOWN_ROLE);
+    if (this.requests.size >= this.maxReqs) {
+      this.options.log('warn', 'FastCGI request refused: too many on one connection', {
+        peer: this.peer,
+        max: this.maxReqs,
+      });
+      return this.refuse(id, ProtocolStatus.OVERLOADED);
     }
-    if (role !== Role.RESPONDER) {
-      this.send(endRequestRecord(id, 0, ProtocolStatus.UNKNOWN_ROLE));
-      if (!keepConn) this.endConnection();
-      return;
-    }
-    const limits = {
-      maxParamsBytes: this.options.maxParamsBytes,
-      maxEarlyStdinBytes: this.options.maxEarlyStdinBytes ?? DEFAULT_MAX_EARLY_STDIN_BYTES,
-    };
-    this.active = new FastCgiRequest(id, keepConn, limits, () => this.resumeForBody());
+    const limits = { maxParamsBytes: this.options.maxParamsBytes, earlyStdin: this.earlyStdin };
+    const req: FastCgiRequest = new FastCgiRequest(id, keepConn, limits, () => this.bodyWantsMore(req));
+    this.requests.set(id, req);
+  }
+
+  /** A request we do not take: END_REQUEST with why, and the connection goes on (or ends, if idle). */
+  private refuse(id: number, protocolStatus: number): void {
+    this.send(endRequestRecord(id, 0, protocolStatus));
+    this.closeIfIdle();
   }
 
   private start(req: FastCgiRequest, params: Map<string, string>): void {
@@ -155,7 +173,7 @@ class FastCgiConnection implements FastCgiConnectionHandle {
       onAbort: (reason) => {
         req.abort(reason);
         this.finish(req);
-        this.cutOff();
+        this.cutOff(req);
       },
     });
     if (req.paramsTooLarge) return this.refuseParams(req, response);
@@ -181,12 +199,33 @@ class FastCgiConnection implements FastCgiConnectionHandle {
     response.end();
   }
 
+  private bodyFull(req: FastCgiRequest): void {
+    this.fullBodies.add(req);
+    if (!this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** The handler reads again (`_read`), or the request is gone. */
+  private bodyWantsMore(req: FastCgiRequest): void {
+    this.fullBodies.delete(req);
+    if (this.paused && this.fullBodies.size === 0) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
   private onPeerEnd(): void {
     this.peerEnded = true;
-    const req = this.active;
-    if (req === null) return this.endConnection();
-    if (req.stdinDone && req.started) return this.probePeer(req);
-    this.abortRequest(req, clientGone());
+    let complete = false;
+    // Requests the peer had not finished sending cannot be finished now.
+    for (const req of [...this.requests.values()]) {
+      if (req.stdinDone && req.started) complete = true;
+      else this.abortRequest(req, clientGone());
+    }
+    if (this.requests.size === 0) return this.endConnection();
+    if (complete) this.probePeer();
   }
 
   /**
@@ -196,9 +235,10 @@ class FastCgiConnection implements FastCgiConnectionHandle {
    * harmless to a peer still reading, and fails on a closed one (EPIPE -> 'close' -> abort).
    * Over a UNIX socket the first write fails; over TCP the first draws a reset, the next fails.
    */
-  private probePeer(req: FastCgiRequest): void {
+  private probePeer(): void {
     const probe = (): void => {
-      if (this.active !== req || this.closing) return clearInterval(this.peerProbe);
+      const req = this.requests.values().next().value;
+      if (req === undefined || this.closing) return clearInterval(this.peerProbe);
       this.send(EMPTY_STDERR(req.id));
     };
     probe();
@@ -208,8 +248,10 @@ class FastCgiConnection implements FastCgiConnectionHandle {
 
   private onClose(): void {
     this.closing = true;
-    this.active?.abort(clientGone());
-    this.finish(this.active);
+    for (const req of [...this.requests.values()]) {
+      req.abort(clientGone());
+      this.finish(req);
+    }
   }
 
   /**
@@ -218,53 +260,71 @@ class FastCgiConnection implements FastCgiConnectionHandle {
    */
   private abortRequest(req: FastCgiRequest, reason: GitFcgiError): void {
     req.abort(reason);
-    if (!req.started && this.active === req) {
+    if (!req.started && this.requests.get(req.id) === req) {
       this.send(endRequestRecord(req.id, 0, ProtocolStatus.REQUEST_COMPLETE));
       this.onResponseEnd(req);
     }
   }
 
-  /** END_REQUEST has been written: close, or wait for the next BEGIN_REQUEST. */
+  /** END_REQUEST has been written: close once nothing is left, or wait for the next BEGIN_REQUEST. */
   private onResponseEnd(req: FastCgiRequest): void {
-    if (this.active !== req) return;
+    if (this.requests.get(req.id) !== req) return;
     this.finish(req);
-    if (!req.keepConn || this.peerEnded || this.draining) this.endConnection();
+    this.closeIfIdle();
+  }
+
+  private closeIfIdle(): void {
+    if (this.requests.size === 0 && (this.closeWhenIdle || this.peerEnded)) this.endConnection();
   }
 
   /** Forgets the request; whatever it did not read of STDIN is discarded from now on. */
-  private finish(req: FastCgiRequest | null): void {
-    if (req === null || this.active !== req) return;
-    clearInterval(this.peerProbe);
-    this.active = null;
+  private finish(req: FastCgiRequest): void {
+    if (this.requests.get(req.id) !== req) return;
+    this.requests.delete(req.id);
+    if (this.requests.size === 0) clearInterval(this.peerProbe);
     req.discardBody();
-    this.resumeForBody();
-  }
-
-  private resumeForBody(): void {
-    if (!this.pausedForBody) return;
-    this.pausedForBody = false;
-    this.socket.resume();
+    this.bodyWantsMore(req);
   }
 
   /**
-   * Ends the connection so that the front end fails the response. nginx takes a close without
-   * END_REQUEST as the normal end of a response without Content-Length, and would hand the
-   * client a truncated body as complete; a record it must reject makes it break the transfer.
+   * Ends the connection so that the front end fails the response of `failed`. nginx takes a
+   * close without END_REQUEST as the normal end of a response without Content-Length, and would
+   * hand the client a truncated body as complete; a record it must reject makes it break the
+   * transfer. FastCGI has no way to fail one request of a multiplexed connection alone, so
+   * the others on it fail with it: a visible error rather than a truncated clone taken as whole.
    */
-  private cutOff(): void {
+  private cutOff(failed: FastCgiRequest): void {
     this.closing = true;
-    if (this.socket.destroyed || this.socket.writableEnded) {
-      this.socket.destroy();
-      return;
+    if (this.socket.destroyed || this.socket.writableEnded) this.socket.destroy();
+    else {
+      this.socket.end(INVALID_RECORD);
+      setTimeout(() => this.socket.destroy(), CUT_OFF_GRACE_MS).unref();
     }
-    this.socket.end(INVALID_RECORD);
-    setTimeout(() => this.socket.destroy(), CUT_OFF_GRACE_MS).unref();
+    // Only now, with nothing more to be written, may their handlers end their responses.
+    if (this.requests.size === 0) return;
+    this.options.log('warn', 'FastCGI connection cut off with other requests on it', {
+      peer: this.peer,
+      failed: failed.id,
+      others: this.requests.size,
+    });
+    const reason = new GitFcgiError(
+      'ERR_CLIENT_ABORT',
+      `connection cut off: request ${failed.id} on it failed after its headers`,
+      { status: 499 },
+    );
+    for (const req of [...this.requests.values()]) {
+      req.abort(reason);
+      this.finish(req);
+    }
   }
 
   /** Ends our side; the socket keeps reading (and discarding) until the peer closes. */
   private endConnection(): void {
     this.closing = true;
-    this.resumeForBody();
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
     if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.end();
   }
 
@@ -278,12 +338,12 @@ class FastCgiConnection implements FastCgiConnectionHandle {
   }
 }
 
+/** How often a request whose peer sent 'end' checks that the peer is still there. */
 const PEER_PROBE_INTERVAL_MS = 1000;
 const EMPTY_STDERR = (requestId: number): Buffer => recordHeader(RecordType.STDERR, requestId, 0);
 
 /** A record header with version 0: no FastCGI peer can accept it. */
 const INVALID_RECORD = Buffer.alloc(8);
-/** How often a request whose peer sent 'end' checks that the peer is still there. */
 /** How long a cut-off connection may take to flush before it is destroyed. */
 const CUT_OFF_GRACE_MS = 2000;
 

@@ -4,7 +4,18 @@ import { RequestBody } from './request-body.js';
 
 export interface RequestLimits {
   readonly maxParamsBytes: number;
-  readonly maxEarlyStdinBytes: number;
+  /** Shared by the requests of one connection. */
+  readonly earlyStdin: EarlyStdinBudget;
+}
+
+/**
+ * STDIN that arrives before the end of its request's PARAMS cannot pause the socket (the rest
+ * of PARAMS may be queued behind it), so it is capped instead: across all the requests of one
+ * connection, or multiplexed requests could each hold the cap.
+ */
+export class EarlyStdinBudget {
+  usedBytes = 0;
+  constructor(readonly capBytes: number) {}
 }
 
 /**
@@ -47,6 +58,8 @@ export class FastCgiRequest {
     if (content.length === 0) {
       const all = Buffer.concat(this.params, this.paramsTooLarge ? 0 : this.paramsBytes);
       this.params = null;
+      // From now on the body's own backpressure bounds it.
+      this.releaseEarlyStdin();
       return this.paramsTooLarge ? new Map() : decodeParams(all);
     }
     this.paramsBytes += content.length;
@@ -84,10 +97,14 @@ export class FastCgiRequest {
     }
     if (this.body.destroyed) return true;
     if (this.params !== null) {
+      const budget = this.limits.earlyStdin;
       this.earlyStdinBytes += content.length;
-      const cap = this.limits.maxEarlyStdinBytes;
-      if (this.earlyStdinBytes > cap) {
-        throw new GitFcgiError('ERR_FCGI_RECORD', `more than ${cap} bytes of STDIN before the end of PARAMS`);
+      budget.usedBytes += content.length;
+      if (budget.usedBytes > budget.capBytes) {
+        throw new GitFcgiError(
+          'ERR_FCGI_RECORD',
+          `more than ${budget.capBytes} bytes of STDIN before the end of PARAMS`,
+        );
       }
     }
     const accepted = this.body.push(content.length < COPY_BELOW_BYTES ? Buffer.from(content) : content);
@@ -102,7 +119,13 @@ export class FastCgiRequest {
 
   /** Drops whatever the handler did not read; later STDIN is ignored. */
   discardBody(): void {
+    this.releaseEarlyStdin();
     // Without an error: a body nobody listens to must not raise an unhandled 'error'.
     if (!this.body.destroyed) this.body.destroy();
+  }
+
+  private releaseEarlyStdin(): void {
+    this.limits.earlyStdin.usedBytes -= this.earlyStdinBytes;
+    this.earlyStdinBytes = 0;
   }
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   headFor,
+  isPlainGet,
   protocolVersion,
   refStorageOf,
   serviceEnabled,
@@ -25,6 +26,16 @@ describe('direct advertisement', () => {
       ['Content-Type', 'application/x-git-upload-pack-advertisement'],
     ]);
     assert.equal(head.rest.length, 0);
+  });
+
+  test('a plain GET: no body (CONTENT_LENGTH absent or 0, as HAProxy and Caddy send), no encoding', () => {
+    assert.equal(isPlainGet({ REQUEST_METHOD: 'GET' }), true);
+    assert.equal(isPlainGet({ REQUEST_METHOD: 'GET', CONTENT_LENGTH: '0' }), true);
+    assert.equal(isPlainGet({ REQUEST_METHOD: 'GET', CONTENT_LENGTH: '5' }), false);
+    assert.equal(isPlainGet({ REQUEST_METHOD: 'GET', CONTENT_LENGTH: '00' }), false);
+    assert.equal(isPlainGet({ REQUEST_METHOD: 'GET', HTTP_CONTENT_ENCODING: 'gzip' }), false);
+    assert.equal(isPlainGet({ REQUEST_METHOD: 'HEAD' }), false);
+    assert.equal(isPlainGet({ REQUEST_METHOD: 'POST', CONTENT_LENGTH: '0' }), false);
   });
 
   test('protocol version: the highest version= item, as determine_protocol_version_server()', () => {
