@@ -116,7 +116,8 @@ if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then run systemctl daemon-reloa
 
 cat <<EOF
 install: done. Next:
-  1. set project_root (and anything else) in /etc/git-fcgi/git-fcgi.ini; check it: git-fcgi -c /etc/git-fcgi/git-fcgi.ini -t
+  1. set project_root (and anything else) in /etc/git-fcgi/git-fcgi.ini; check it as the service runs it:
+     runuser -u $GIT_USER -- git-fcgi -c /etc/git-fcgi/git-fcgi.ini -t
   2. the repositories' directory must be in ReadWritePaths= of git-fcgi.service (default /srv/git;
      otherwise: systemctl edit git-fcgi)
   3. systemctl enable --now git-fcgi.socket

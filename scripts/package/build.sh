@@ -110,9 +110,13 @@ copyright() {
   printf 'git-fcgi %s\n\n' "$VERSION"
   cat "$SRC/LICENSE"
   printf '\nIt ships these Node.js modules in %s/node_modules, each under the license in its\nown directory there:\n' "$APP"
-  (cd "$SRC" && npm ls --omit=dev --all --parseable 2>/dev/null) | tail -n +2 | while read -r dir; do
-    node -p 'const p = require(process.argv[1]); `  ${p.name} ${p.version} (${p.license})`' "$dir/package.json"
-  done | sort -u
+  (cd "$SRC" && npm ls --omit=dev --all --parseable 2>/dev/null) | tail -n +2 |
+    node -e '
+      const lines = require("node:fs").readFileSync(0, "utf8").trim().split("\n").map((dir) => {
+        const p = require(`${dir}/package.json`);
+        return `  ${p.name} ${p.version} (${p.license})`;
+      });
+      console.log([...new Set(lines)].sort().join("\n"));'
 }
 
 build_deb() {
