@@ -57,3 +57,56 @@ test('scripts/install.sh --dry-run prints the steps and changes nothing', async 
   );
   assert.deepEqual(await readdir(root), []);
 });
+
+// install.sh for real (useradd, chown, units in /etc/systemd/system), on a throwaway copy of the machine:
+// in a private mount namespace, /etc, /usr/local and /srv are overlays whose changes go to a temp dir.
+const THROWAWAY_INSTALL = String.raw`
+set -e
+up=$1 src=$2
+for d in etc usr/local srv; do
+  mkdir -p "$up/$d/upper" "$up/$d/work"
+  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$up/$d/upper,workdir=$up/$d/work" "/$d"
+done
+# A machine without the account, as on a first install (only this namespace's /etc changes).
+if getent passwd git >/dev/null; then userdel git; fi
+if getent group git >/dev/null; then groupdel git; fi
+bash "$src/scripts/install.sh" >"$up/first.log"
+echo "passwd=$(getent passwd git)"
+echo "srv=$(stat -c %U:%G /srv/git)"
+echo "version=$(/usr/local/bin/git-fcgi --version)"
+echo "verify=$(systemd-analyze verify /etc/systemd/system/git-fcgi.socket /etc/systemd/system/git-fcgi.service 2>&1)"
+echo "check=$(setpriv --reuid=git --regid=git --init-groups /usr/local/bin/git-fcgi -c /etc/git-fcgi/git-fcgi.ini -t 2>&1 | tail -n 1)"
+bash "$src/scripts/install.sh" >"$up/second.log"
+`;
+
+test('scripts/install.sh as root, in a throwaway mount namespace: the account, /srv/git, units, a working config', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root (useradd, mount)');
+  const up = await tmpDir(t, 'install-overlay-');
+  const result = await run(
+    'unshare',
+    ['--mount', '--propagation', 'private', 'bash', '-c', THROWAWAY_INSTALL, 'bash', up, repoRoot],
+    { timeoutMs: 120_000 },
+  );
+  assert.equal(result.code, 0, `${result.stdout.toString()}${result.stderr.toString()}`);
+  const seen = Object.fromEntries(
+    result.stdout
+      .toString()
+      .trim()
+      .split('\n')
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  ) as Record<string, string>;
+  const [, , uid, , , home, shell] = (seen.passwd ?? '').split(':');
+  assert.ok(Number(uid) < 1000, `a system account: ${seen.passwd}`);
+  assert.deepEqual([home, shell], ['/srv/git', '/usr/sbin/nologin']);
+  assert.equal(seen.srv, 'git:git');
+  assert.equal(seen.version, '0.1.0');
+  assert.equal(seen.verify, '');
+  assert.equal(seen.check, 'git-fcgi: configuration /etc/git-fcgi/git-fcgi.ini is ok');
+  assert.match(await readFile(join(up, 'first.log'), 'utf8'), /debian layout, socket group www-data/);
+  const second = await readFile(join(up, 'second.log'), 'utf8');
+  assert.match(second, /user git exists/);
+  assert.match(second, /keeping existing \/etc\/git-fcgi\/git-fcgi.ini/);
+  // Nothing reached the real machine.
+  await assert.rejects(access('/usr/local/bin/git-fcgi'));
+  await assert.rejects(access('/etc/systemd/system/git-fcgi.service'));
+});

@@ -4,16 +4,17 @@ import { join } from 'node:path';
 import { repoRoot } from './daemon.js';
 
 /**
- * A config from etc/ as an admin pastes it, with only `replace`'s strings substituted (temp paths, ports):
- * each must occur, and none may be left.
+ * A config from etc/ (or from `dir`, where a package installed the examples) as an admin pastes it, with
+ * only `replace`'s strings substituted (temp paths, ports): each must occur, and none may be left.
  */
 export async function shippedConfig(
   relative: string,
   replace: ReadonlyArray<readonly [string, string]>,
+  dir = join(repoRoot, 'etc'),
 ): Promise<string> {
-  let text = await readFile(join(repoRoot, 'etc', relative), 'utf8');
+  let text = await readFile(join(dir, relative), 'utf8');
   for (const [from, to] of replace) {
-    assert.ok(text.includes(from), `etc/${relative} has ${JSON.stringify(from)}`);
+    assert.ok(text.includes(from), `${join(dir, relative)} has ${JSON.stringify(from)}`);
     text = text.replaceAll(from, to);
   }
   for (const [from] of replace) assert.ok(!text.includes(from), `${JSON.stringify(from)} was substituted`);

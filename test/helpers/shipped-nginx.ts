@@ -38,6 +38,8 @@ export interface ShippedNginxOptions {
   readonly variant?: 'nginx-auth' | 'htpasswd';
   /** A suffix for the `upstream` block's name, unique per config when several are loaded at once. */
   readonly upstreamSuffix?: string;
+  /** Where nginx/git-fcgi.conf is read from: etc/ unless given (a package's examples directory). */
+  readonly examplesDir?: string;
 }
 
 export interface ShippedNginx {
@@ -52,14 +54,18 @@ export interface ShippedNginx {
  * address, which the harness picks) is replaced; everything else runs as shipped.
  */
 export async function shippedNginx(opts: ShippedNginxOptions): Promise<ShippedNginx> {
-  const pasted = await shippedConfig('nginx/git-fcgi.conf', [
-    ['/srv/git;', `${opts.root};`],
-    ['/etc/nginx/git.htpasswd', opts.htpasswd],
-    ['unix:/run/git-fcgi/git-fcgi.sock', `unix:${opts.socket}`],
-    // nginx resolves relative includes against its prefix; the test runs with its own prefix.
-    ['include       fastcgi_params;', `include ${opts.fastcgiParams ?? DEBIAN_FASTCGI_PARAMS};`],
-    ['    listen 80;\n', ''],
-  ]);
+  const pasted = await shippedConfig(
+    'nginx/git-fcgi.conf',
+    [
+      ['/srv/git;', `${opts.root};`],
+      ['/etc/nginx/git.htpasswd', opts.htpasswd],
+      ['unix:/run/git-fcgi/git-fcgi.sock', `unix:${opts.socket}`],
+      // nginx resolves relative includes against its prefix; the test runs with its own prefix.
+      ['include       fastcgi_params;', `include ${opts.fastcgiParams ?? DEBIAN_FASTCGI_PARAMS};`],
+      ['    listen 80;\n', ''],
+    ],
+    opts.examplesDir,
+  );
   let example = opts.variant === 'htpasswd' ? withoutFrontEndAuth(pasted) : pasted;
   if (opts.upstreamSuffix !== undefined) {
     example = example.replaceAll('git_fcgi_socket', `git_fcgi_socket_${opts.upstreamSuffix}`);
