@@ -21,6 +21,7 @@ import { htpasswd } from '../helpers/nginx.js';
 import { assertNoGitProcesses, gitProcessesUnder, run, startProcess } from '../helpers/proc.js';
 import { createBareRepo, git, randomBlobRepo } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const identity = ['-c', 'user.name=a', '-c', 'user.email=a@a'];
 const basic = (user: string, password: string): string =>
@@ -35,7 +36,8 @@ const RULES = `[repo:secret.git]\nread = alice\nwrite = alice\n\n[repo:**]\nread
  * http-backend via git-fcgi. Variant 1: HAProxy checks logins and git-fcgi trusts its REMOTE_USER
  * (mode = nginx); variant 2: git-fcgi checks them ([auth] mode = htpasswd).
  */
-describe('git over HAProxy fcgi-app and git-fcgi, from the shipped config', () => {
+const SUITE = 'git over HAProxy fcgi-app and git-fcgi, from the shipped config';
+describe(SUITE, { skip: skipWithout('haproxy') }, () => {
   const suite = suiteCleanup(after);
   let shipped: string;
   let root: string;

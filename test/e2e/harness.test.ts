@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { access, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { startGitFcgi } from '../helpers/daemon.js';
@@ -16,6 +16,7 @@ import {
 import { readStat } from '../helpers/procfs.js';
 import { createBareRepo, git } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const isAlive = async (pid: number): Promise<boolean> => {
   const s = await readStat(pid);
@@ -239,14 +240,7 @@ describe('daemon readiness', () => {
 // fcgiwrap is the reference git-fcgi replaces; serving git through it checks gitLocation, htpasswd and the
 // isomorphic-git wrappers against a real git http-backend.
 describe('through nginx and fcgiwrap', () => {
-  test('git and isomorphic-git clone and push', async (t) => {
-    if (
-      !(await access('/usr/sbin/fcgiwrap').then(
-        () => true,
-        () => false,
-      ))
-    )
-      return t.skip('no fcgiwrap');
+  test('git and isomorphic-git clone and push', { skip: skipWithout('fcgiwrap') }, async (t) => {
     const dir = await tmpDir(t, 'fcgiwrap-');
     const root = join(dir, 'repos');
     const repo = await createBareRepo(t, root, 'demo.git', { commits: 2 });
