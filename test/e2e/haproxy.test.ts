@@ -19,7 +19,7 @@ import {
 } from '../helpers/haproxy.js';
 import { htpasswd } from '../helpers/nginx.js';
 import { assertNoGitProcesses, gitProcessesUnder, run, startProcess } from '../helpers/proc.js';
-import { createBareRepo, git, randomBlobRepo } from '../helpers/repos.js';
+import { createBareRepo, git, GIT_HTTP_BACKEND, randomBlobRepo } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { skipWithout } from '../helpers/tools.js';
 
@@ -171,7 +171,7 @@ describe(SUITE, { skip: skipWithout('haproxy') }, () => {
       },
     );
     // git http-backend itself, run as a CGI with what HAProxy sends.
-    const cgi = await run('/usr/lib/git-core/git-http-backend', [], {
+    const cgi = await run(GIT_HTTP_BACKEND, [], {
       env: {
         GIT_PROJECT_ROOT: root,
         GIT_HTTP_EXPORT_ALL: '1',

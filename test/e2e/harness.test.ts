@@ -14,7 +14,7 @@ import {
   startProcess,
 } from '../helpers/proc.js';
 import { readStat } from '../helpers/procfs.js';
-import { createBareRepo, git } from '../helpers/repos.js';
+import { createBareRepo, git, GIT_HTTP_BACKEND } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { skipWithout } from '../helpers/tools.js';
 
@@ -251,7 +251,7 @@ describe('through nginx and fcgiwrap', () => {
       what: 'fcgiwrap socket',
     });
     const users = await htpasswd(t, dir, { alice: 'secret' });
-    const extra = 'fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend;';
+    const extra = `fastcgi_param SCRIPT_FILENAME ${GIT_HTTP_BACKEND};`;
     const common = { socket, projectRoot: root, exportAll: true, extra };
     const nginx = await startNginx(t, {
       servers: [
