@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
@@ -24,15 +24,17 @@ function git(args: string[], cwd: string): void {
 
 /**
  * Makes `<root>/demo.git` (a bare repository with one commit on main) unless it exists.
- * Returns the project root.
+ * Returns the project root. The repository is made beside and renamed into place, so a demo
+ * stopped while making it leaves no empty demo.git for the next start to serve.
  */
 export function ensureDemoRepository(root: string = join(tmpdir(), 'git-fcgi-demo')): string {
   const repo = join(root, 'demo.git');
   if (existsSync(join(repo, 'HEAD'))) return root;
   mkdirSync(root, { recursive: true });
   const work = mkdtempSync(join(tmpdir(), 'git-fcgi-demo-work-'));
+  const staging = mkdtempSync(join(root, '.demo.git-'));
   try {
-    git(['init', '-q', '--bare', '--initial-branch=main', repo], root);
+    git(['init', '-q', '--bare', '--initial-branch=main', staging], root);
     git(['init', '-q', '--initial-branch=main', work], work);
     writeFileSync(join(work, 'README.md'), README);
     git(['add', 'README.md'], work);
@@ -40,9 +42,11 @@ export function ensureDemoRepository(root: string = join(tmpdir(), 'git-fcgi-dem
       ['-c', 'user.name=git-fcgi', '-c', 'user.email=git-fcgi@localhost', 'commit', '-q', '-m', 'demo'],
       work,
     );
-    git(['push', '-q', repo, 'main'], work);
+    git(['push', '-q', staging, 'main'], work);
+    renameSync(staging, repo);
   } finally {
     rmSync(work, { recursive: true, force: true });
+    rmSync(staging, { recursive: true, force: true });
   }
   return root;
 }
@@ -59,14 +63,15 @@ export interface Demo {
  * The demo repository, and git-fcgi's own access control in front of it: `<root>/demo.ini` ([auth]
  * mode = htpasswd, [repo:demo.git]) and `<root>/demo.htpasswd` with DEMO_USER and a random password,
  * new at every start. Random rather than fixed: whoever reaches the port (other users of the machine,
- * or everyone with --http 0.0.0.0:8080) could push with a password printed in the README.
+ * or everyone with --http 0.0.0.0:8080) could push with a password printed in the README. bcrypt
+ * at htpasswd -B's cost (5): 96 random bits need no more, and the start stays quick.
  */
 export function prepareDemo(root?: string): Demo {
   const projectRoot = ensureDemoRepository(root);
   const password = randomBytes(12).toString('base64url');
   const htpasswd = join(projectRoot, 'demo.htpasswd');
   const configFile = join(projectRoot, 'demo.ini');
-  writeFileSync(htpasswd, `${DEMO_USER}:${bcrypt.hashSync(password, 10)}\n`, { mode: 0o600 });
+  writeFileSync(htpasswd, `${DEMO_USER}:${bcrypt.hashSync(password, 5)}\n`, { mode: 0o600 });
   writeFileSync(
     configFile,
     [
