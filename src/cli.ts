@@ -47,7 +47,8 @@ function buildProgram(): { program: Command; flagToSetting: Map<string, SettingN
     .option('-t, --check-config', 'check the configuration, print the effective settings, and exit')
     .option(
       '--demo [dir]',
-      'create a demo repository in DIR (default: $TMPDIR/git-fcgi-demo) and serve it over --http',
+      'create a demo repository in DIR (default: $TMPDIR/git-fcgi-demo) and serve it over --http: ' +
+        'anyone may clone, a demo user whose password is printed may push',
     )
     .addHelpText('after', EXAMPLES)
     .showHelpAfterError('(run git-fcgi --help for usage)');
