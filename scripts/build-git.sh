@@ -3,8 +3,14 @@
 # installed as Debian installs git (prefix /usr, exec-path /usr/lib/git-core, /etc/gitconfig) into
 # $GIT_FCGI_GIT_CACHE/git-VERSION (default ~/.cache/git-fcgi). A version already built there is kept.
 # Tests bind-mount a build over /usr/bin/git and /usr/lib/git-core in a private mount namespace.
-# Usage: scripts/build-git.sh [VERSION ...]   (default: every tarball found)
+# Usage: scripts/build-git.sh [--check] [VERSION ...]   (default: every tarball found)
+#   --check: build nothing, print nothing; exit 0 when every version has a complete build, 1 otherwise.
 set -euo pipefail
+check=0
+if [ "${1:-}" = --check ]; then check=1; shift; fi
+# git 2.55 builds its Rust part with cargo where the machine has one (rustup's); without it,
+# the build below falls back to NO_RUST=1.
+if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi
 here="$(cd "$(dirname "$0")/.." && pwd)"
 vendor="${GIT_FCGI_VENDOR:-$here/../shared/vendor}"
 cache="${GIT_FCGI_GIT_CACHE:-$HOME/.cache/git-fcgi}"
@@ -15,11 +21,16 @@ if [ "${#versions[@]}" -eq 0 ]; then
     v="${t##*/git-}"; versions+=("${v%.tar.gz}")
   done
 fi
+built() { [ -x "$cache/git-$1/usr/lib/git-core/git-http-backend" ] && [ -f "$cache/git-$1/.complete" ]; }
+if [ "$check" = 1 ]; then
+  for v in "${versions[@]}"; do built "$v" || exit 1; done
+  exit 0
+fi
 [ "${#versions[@]}" -gt 0 ] || { echo "build-git: no git tarballs in $vendor" >&2; exit 0; }
 mkdir -p "$cache"
 for v in "${versions[@]}"; do
   dest="$cache/git-$v"
-  if [ -x "$dest/usr/lib/git-core/git-http-backend" ] && [ -f "$dest/.complete" ]; then
+  if built "$v"; then
     echo "build-git: git $v cached in $dest"; continue
   fi
   tarball="$vendor/git-$v.tar.gz"

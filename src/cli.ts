@@ -8,7 +8,7 @@ import { checkAccess } from './access/check-access.js';
 import { runHookCommand } from './cli-hooks.js';
 import { formatConfig, loadConfig, type Overrides } from './config/load.js';
 import { SETTINGS, type Config, type SettingName } from './config/settings.js';
-import { ensureDemoRepository } from './demo.js';
+import { DEMO_USER, ensureDemoRepository, prepareDemo } from './demo.js';
 import { describeError } from './errors.js';
 import { createLogger, logFileProblems } from './log.js';
 import { SPAWN_HELPER_PATH } from './request/spawn-helper.js';
@@ -47,7 +47,8 @@ function buildProgram(): { program: Command; flagToSetting: Map<string, SettingN
     .option('-t, --check-config', 'check the configuration, print the effective settings, and exit')
     .option(
       '--demo [dir]',
-      'create a demo repository in DIR (default: $TMPDIR/git-fcgi-demo) and serve it over --http',
+      'create a demo repository in DIR (default: $TMPDIR/git-fcgi-demo) and serve it over --http: ' +
+        'anyone may clone, a demo user whose password is printed may push',
     )
     .addHelpText('after', EXAMPLES)
     .showHelpAfterError('(run git-fcgi --help for usage)');
@@ -109,14 +110,21 @@ async function main(): Promise<void> {
     if (typeof value === 'string' || typeof value === 'boolean') overrides[name] = value;
   }
   const demo = opts.demo;
+  let configFile = typeof opts.config === 'string' ? opts.config : null;
+  // With -c FILE, the demo serves under that file's rules; otherwise under its own, with a demo user.
+  const demoAccess =
+    demo !== undefined && configFile === null
+      ? prepareDemo(typeof demo === 'string' ? demo : undefined)
+      : undefined;
   if (demo !== undefined) {
-    overrides.projectRoot = ensureDemoRepository(typeof demo === 'string' ? demo : undefined);
+    overrides.projectRoot =
+      demoAccess?.root ?? ensureDemoRepository(typeof demo === 'string' ? demo : undefined);
     overrides.exportAll = true;
     overrides.http ??= '127.0.0.1:8080';
     // The demo serves a throwaway repository on localhost: whoever starts it may run it.
     overrides.allowRoot ??= true;
+    configFile ??= demoAccess?.configFile ?? null;
   }
-  const configFile = typeof opts.config === 'string' ? opts.config : null;
   // Root: a configured service (-c FILE) must say `user = …` or `allow_root = true`. Started
   // from flags alone (the documented one-liner, scripts, other tools), it serves and warns.
   const rootByDefault =
@@ -186,8 +194,15 @@ async function main(): Promise<void> {
     );
   }
   if (demo !== undefined) {
-    const http = listening.find((l) => l.startsWith('http://'));
-    log.info(`demo: git clone ${http ?? ''}/demo.git`);
+    const http = listening.find((l) => l.startsWith('http://')) ?? '';
+    log.info(`demo: git clone ${http}/demo.git`);
+    if (demoAccess !== undefined) {
+      const withUser = http.replace('http://', `http://${DEMO_USER}:${demoAccess.password}@`);
+      log.info(
+        `demo: push as ${DEMO_USER} (a new password at every start): git push ${withUser}/demo.git main`,
+      );
+      log.info(`demo: anonymous pushes are asked for credentials (401); the rules: ${demoAccess.configFile}`);
+    }
   }
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {

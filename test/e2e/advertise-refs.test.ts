@@ -7,7 +7,7 @@ import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
 import { capture } from '../helpers/http-capture.js';
 import { gitLocation, htpasswd, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
-import { createBareRepo, git } from '../helpers/repos.js';
+import { createBareRepo, git, GIT_HTTP_BACKEND } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 /**
@@ -55,7 +55,7 @@ describe('ref advertisement: direct run vs git http-backend', () => {
     await git(suite, ['tag', 'v1', 'main'], { cwd: join(root, 'plain.git') });
     const bin = await tmpDir(suite, 'adv-bin-');
     const renamed = join(bin, 'http-backend-by-another-name');
-    await symlink('/usr/lib/git-core/git-http-backend', renamed);
+    await symlink(GIT_HTTP_BACKEND, renamed);
     const sockets = await tmpDir(suite, 'adv-sock-');
     const daemonArgs = (sock: string): string[] => [
       '--listen',

@@ -34,13 +34,14 @@ import {
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { shippedApache } from '../helpers/shipped-apache.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipWithout } from '../helpers/tools.js';
 
 /**
  * Real git clients through real Apache 2.4 (mod_proxy_fcgi) started from etc/apache/git-fcgi.conf, changed
  * only in what its comments mark CHANGE (paths; the harness adds Listen, the VirtualHost address, LoadModule
  * and User lines), to git http-backend via git-fcgi, whose rules trust Apache's REMOTE_USER (mode = nginx).
  */
-describe('git over Apache (etc/apache/git-fcgi.conf) and git-fcgi', () => {
+describe('git over Apache (etc/apache/git-fcgi.conf) and git-fcgi', { skip: skipWithout('apache2') }, () => {
   const suite = suiteCleanup(after);
   let fx: Fixtures;
   let daemon: GitFcgi;

@@ -17,6 +17,7 @@ import { startGitFcgi } from '../helpers/daemon.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { createBareRepo, git } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const identity = ['-c', 'user.name=a', '-c', 'user.email=a@a'];
 
@@ -26,7 +27,7 @@ const identity = ['-c', 'user.name=a', '-c', 'user.email=a@a'];
  * forced protocol v0), the expectations are what Apache + mod_cgi + git http-backend 2.39 does with the
  * same SetEnv lines, measured by hand.
  */
-describe('git over Apache mod_proxy_fcgi and git-fcgi', () => {
+describe('git over Apache mod_proxy_fcgi and git-fcgi', { skip: skipWithout('apache2') }, () => {
   const suite = suiteCleanup(after);
   let root: string;
   let work: string;

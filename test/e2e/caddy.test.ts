@@ -30,6 +30,7 @@ import {
 import { createBareRepo, git, randomBlobRepo } from '../helpers/repos.js';
 import { startSlowProxy } from '../helpers/slow-proxy.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const identity = ['-c', 'user.name=a', '-c', 'user.email=a@a'];
 const basic = (user: string, password: string): string =>
@@ -44,7 +45,8 @@ const RULES = `[repo:secret.git]\nread = alice\nwrite = alice\n\n[repo:**]\nread
  * (caddyserver/caddy#5926). Variant 1: Caddy's basicauth checks logins and git-fcgi trusts its
  * REMOTE_USER (mode = nginx); variant 2: git-fcgi checks them ([auth] mode = htpasswd).
  */
-describe('git over Caddy reverse_proxy (transport fastcgi) and git-fcgi, from the shipped Caddyfile', () => {
+const SUITE = 'git over Caddy reverse_proxy (transport fastcgi) and git-fcgi, from the shipped Caddyfile';
+describe(SUITE, { skip: skipWithout('caddy') }, () => {
   const suite = suiteCleanup(after);
   let shipped: string;
   let root: string;

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,11 +13,11 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { Exchange } from '../../src/exchange.js';
 import { serveFastCgiConnection } from '../../src/fastcgi/connection.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const CGI_FCGI = '/usr/bin/cgi-fcgi';
 const DEADLINE_MS = 20_000;
-const missing = !existsSync(CGI_FCGI);
-const skip = missing && !process.env['CI'] ? `${CGI_FCGI} not found (apt-get install libfcgi-bin)` : false;
+const skip = skipWithout('cgi-fcgi');
 
 /** Echoes selected params as headers, then the body as it came, after a JSON summary line. */
 function echoHandler(exchange: Exchange): void {
@@ -111,7 +110,6 @@ test(
   'cgi-fcgi -bind: split PARAMS, a 1 MiB body and the response survive the round trip',
   { skip, timeout: 60_000 },
   async (t) => {
-    assert.ok(!missing, `${CGI_FCGI} is required in CI (apt-get install libfcgi-bin)`);
     const { path, warnings } = await startServer(t);
     const body = randomBytes(1024 * 1024);
     const big = 'x'.repeat(20 * 1024);
@@ -149,7 +147,6 @@ test(
 );
 
 test('cgi-fcgi -bind: a GET without a body', { skip, timeout: 60_000 }, async (t) => {
-  assert.ok(!missing, `${CGI_FCGI} is required in CI (apt-get install libfcgi-bin)`);
   const { path, warnings } = await startServer(t);
   const env = { REQUEST_METHOD: 'GET', QUERY_STRING: 'service=git-upload-pack' };
   const { code, stdout, stderr } = await runCgiFcgi(t, path, env, Buffer.alloc(0));

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
-import { waitFor } from '../helpers/deadline.js';
 import { isoClone, isoPush } from '../helpers/isogit.js';
 import { gitLocation, htpasswd, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
@@ -223,16 +222,5 @@ describe('quick-start HTTP listener', () => {
     );
     assert.equal(res.status, 403, 'no REMOTE_USER, no push');
     await assertNoGitProcesses(root, { withinMs: 2000 });
-  });
-
-  test('--demo creates and serves a demo repository', async (t) => {
-    const dir = await tmpDir(t, 'demo-');
-    const daemon = await startGitFcgi(t, ['--demo', join(dir, 'root'), '--http', '127.0.0.1:0']);
-    await waitFor(() => /demo: git clone http:\/\/127\.0\.0\.1:\d+\/demo\.git/.test(daemon.logs()), {
-      timeoutMs: 5000,
-      what: 'the clone hint',
-    });
-    await git(t, ['clone', '-q', `http://127.0.0.1:${daemon.httpPort}/demo.git`, join(dir, 'clone')]);
-    assert.match(await readFile(join(dir, 'clone', 'README.md'), 'utf8'), /git-fcgi/);
   });
 });

@@ -37,6 +37,7 @@ import { htpasswd } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { changeLine, shippedConfig, withoutFrontEndAuth } from '../helpers/shipped-config.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const SHIPPED = 'h2o/git-fcgi.conf';
 
@@ -45,7 +46,7 @@ const SHIPPED = 'h2o/git-fcgi.conf';
  * in what its comments mark CHANGE (paths) and where it listens and writes its files, to git http-backend via
  * git-fcgi.
  */
-describe('git over h2o (etc/h2o/git-fcgi.conf) and git-fcgi', () => {
+describe('git over h2o (etc/h2o/git-fcgi.conf) and git-fcgi', { skip: skipWithout('h2o') }, () => {
   const suite = suiteCleanup(after);
   let account: Account | undefined;
   let fx: Fixtures;

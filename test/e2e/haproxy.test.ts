@@ -19,8 +19,9 @@ import {
 } from '../helpers/haproxy.js';
 import { htpasswd } from '../helpers/nginx.js';
 import { assertNoGitProcesses, gitProcessesUnder, run, startProcess } from '../helpers/proc.js';
-import { createBareRepo, git, randomBlobRepo } from '../helpers/repos.js';
+import { createBareRepo, git, GIT_HTTP_BACKEND, randomBlobRepo } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const identity = ['-c', 'user.name=a', '-c', 'user.email=a@a'];
 const basic = (user: string, password: string): string =>
@@ -35,7 +36,8 @@ const RULES = `[repo:secret.git]\nread = alice\nwrite = alice\n\n[repo:**]\nread
  * http-backend via git-fcgi. Variant 1: HAProxy checks logins and git-fcgi trusts its REMOTE_USER
  * (mode = nginx); variant 2: git-fcgi checks them ([auth] mode = htpasswd).
  */
-describe('git over HAProxy fcgi-app and git-fcgi, from the shipped config', () => {
+const SUITE = 'git over HAProxy fcgi-app and git-fcgi, from the shipped config';
+describe(SUITE, { skip: skipWithout('haproxy') }, () => {
   const suite = suiteCleanup(after);
   let shipped: string;
   let root: string;
@@ -169,7 +171,7 @@ describe('git over HAProxy fcgi-app and git-fcgi, from the shipped config', () =
       },
     );
     // git http-backend itself, run as a CGI with what HAProxy sends.
-    const cgi = await run('/usr/lib/git-core/git-http-backend', [], {
+    const cgi = await run(GIT_HTTP_BACKEND, [], {
       env: {
         GIT_PROJECT_ROOT: root,
         GIT_HTTP_EXPORT_ALL: '1',

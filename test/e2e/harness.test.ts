@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { access, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { startGitFcgi } from '../helpers/daemon.js';
@@ -14,8 +14,9 @@ import {
   startProcess,
 } from '../helpers/proc.js';
 import { readStat } from '../helpers/procfs.js';
-import { createBareRepo, git } from '../helpers/repos.js';
+import { createBareRepo, git, GIT_HTTP_BACKEND } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const isAlive = async (pid: number): Promise<boolean> => {
   const s = await readStat(pid);
@@ -239,14 +240,7 @@ describe('daemon readiness', () => {
 // fcgiwrap is the reference git-fcgi replaces; serving git through it checks gitLocation, htpasswd and the
 // isomorphic-git wrappers against a real git http-backend.
 describe('through nginx and fcgiwrap', () => {
-  test('git and isomorphic-git clone and push', async (t) => {
-    if (
-      !(await access('/usr/sbin/fcgiwrap').then(
-        () => true,
-        () => false,
-      ))
-    )
-      return t.skip('no fcgiwrap');
+  test('git and isomorphic-git clone and push', { skip: skipWithout('fcgiwrap') }, async (t) => {
     const dir = await tmpDir(t, 'fcgiwrap-');
     const root = join(dir, 'repos');
     const repo = await createBareRepo(t, root, 'demo.git', { commits: 2 });
@@ -257,7 +251,7 @@ describe('through nginx and fcgiwrap', () => {
       what: 'fcgiwrap socket',
     });
     const users = await htpasswd(t, dir, { alice: 'secret' });
-    const extra = 'fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend;';
+    const extra = `fastcgi_param SCRIPT_FILENAME ${GIT_HTTP_BACKEND};`;
     const common = { socket, projectRoot: root, exportAll: true, extra };
     const nginx = await startNginx(t, {
       servers: [

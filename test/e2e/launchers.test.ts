@@ -10,6 +10,9 @@ import { gitLocation, startNginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses, startProcess, type StartedProcess } from '../helpers/proc.js';
 import { createBareRepo, git } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipWithout } from '../helpers/tools.js';
+
+const skip = skipWithout('spawn-fcgi');
 
 /**
  * Without --listen, git-fcgi serves the socket it is handed: on fd 0 by spawn-fcgi (the FastCGI
@@ -38,7 +41,7 @@ describe('launched by spawn-fcgi and by systemd socket activation', () => {
     assert.deepEqual(status, { code: 0, signal: null }, proc.output());
   }
 
-  test('spawn-fcgi -n -s SOCK -M 0660 -- git-fcgi: the socket on fd 0', async (t) => {
+  test('spawn-fcgi -n -s SOCK -M 0660 -- git-fcgi: the socket on fd 0', { skip }, async (t) => {
     const root = await tmpDir(t, 'sf-');
     const { head } = await createBareRepo(t, root, 'r.git', { commits: 3 });
     const sock = join(await tmpDir(t, 'sock-'), 'spawn.sock');

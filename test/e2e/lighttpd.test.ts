@@ -38,6 +38,7 @@ import { assertNoGitProcesses } from '../helpers/proc.js';
 import { git } from '../helpers/repos.js';
 import { changeLine, shippedConfig, withoutFrontEndAuth } from '../helpers/shipped-config.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const SHIPPED = 'lighttpd/git-fcgi.conf';
 
@@ -46,7 +47,8 @@ const SHIPPED = 'lighttpd/git-fcgi.conf';
  * only in what its comments mark CHANGE (host name, paths), to git http-backend via git-fcgi. The config's
  * traps are shown by changing the one line that avoids them.
  */
-describe('git over lighttpd (etc/lighttpd/git-fcgi.conf) and git-fcgi', () => {
+const SUITE = 'git over lighttpd (etc/lighttpd/git-fcgi.conf) and git-fcgi';
+describe(SUITE, { skip: skipWithout('lighttpd') }, () => {
   const suite = suiteCleanup(after);
   let account: Account | undefined;
   let fx: Fixtures;

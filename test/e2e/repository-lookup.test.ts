@@ -13,10 +13,8 @@ import {
   stdinRecords,
 } from '../helpers/fcgi-client.js';
 import { assertNoGitProcesses, run } from '../helpers/proc.js';
-import { createBareRepo, git } from '../helpers/repos.js';
+import { createBareRepo, git, GIT_HTTP_BACKEND } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
-
-const HTTP_BACKEND = '/usr/lib/git-core/git-http-backend';
 
 interface Answer {
   readonly status: number;
@@ -111,7 +109,7 @@ describe("repository lookup: git-fcgi vs git http-backend's enter_repo()", () =>
     })
       .filter(([, value]) => value !== '')
       .map(([name, value]) => `${name}=${value}`);
-    const result = await run('env', ['-i', 'PATH=/usr/bin:/bin', ...env, HTTP_BACKEND], {
+    const result = await run('env', ['-i', 'PATH=/usr/bin:/bin', ...env, GIT_HTTP_BACKEND], {
       timeoutMs: 10_000,
     });
     const out = result.stdout.toString('latin1');

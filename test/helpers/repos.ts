@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -7,6 +8,12 @@ import { defer, type Cleanup } from './cleanup.js';
 import { refFormatOption, type InstalledGit, type RefFormat } from './git-versions.js';
 import { run, type RunResult } from './run.js';
 import { tmpDir } from './tmp.js';
+
+/** The system git's http-backend: in /usr/lib/git-core on Debian, /usr/libexec/git-core on RHEL. */
+export const GIT_HTTP_BACKEND = join(
+  execFileSync('git', ['--exec-path'], { encoding: 'utf8' }).trim(),
+  'git-http-backend',
+);
 
 export interface GitOptions {
   readonly cwd?: string;
