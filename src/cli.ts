@@ -144,11 +144,20 @@ async function main(): Promise<void> {
   ];
   if (opts.checkConfig === true) {
     const problems = check(config);
+    // `sudo git-fcgi -t`, as `nginx -t`: the configuration is checked, not who runs the check. A
+    // file without `user` is meant for a service manager that starts git-fcgi as its user (the
+    // units: User=git); started as root it would refuse, which is said, not failed.
+    const rootCheck = process.getuid?.() === 0 && config.user === null && !config.allowRoot;
     try {
-      preflight(config);
+      preflight(rootCheck ? { ...config, allowRoot: true } : config);
     } catch (err) {
       problems.push(describeError(err));
     }
+    if (rootCheck)
+      process.stderr.write(
+        'git-fcgi: note: no [server] user: started as root, git-fcgi would refuse to serve (set user, ' +
+          'or run it as its user, as the systemd units do with User=git)\n',
+      );
     process.stdout.write(formatConfig({ ...config, backend: gitBackend }));
     if (problems.length > 0) fail(`configuration check failed:\n  ${problems.join('\n  ')}`);
     process.stderr.write(`git-fcgi: configuration ${configFile ?? '(defaults and flags)'} is ok\n`);
