@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // git-fcgi next to fcgiwrap behind one nginx, and git http-backend run directly as the limit.
 // Usage: npm run bench -- [--runs N] [--cases clone,refs,clones,push,slow-clone,slow-push]
-//        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct[,relay-floor]] [--quick] [--out FILE] [--markdown FILE]
+//        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct[,relay-floor][,git-fcgi-keepalive]] [--quick] [--out FILE] [--markdown FILE]
 //        [--refs-seconds S] [--max-minutes M] [--cache DIR] [--git-fcgi dist/cli.js] [--git-fcgi-node-args=ARGS] [--keep]
 //        [--baseline OTHER/dist/cli.js --baseline-label TEXT]   (another git-fcgi build, benched alongside)
 //        [--baseline-server 'spawn_helper = off']   (ini lines for the baseline's [server]: the same
@@ -31,13 +31,17 @@ const HTTP_BACKEND = '/usr/lib/git-core/git-http-backend';
 const FCGIWRAP = '/usr/sbin/fcgiwrap';
 const NGINX = '/usr/sbin/nginx';
 const ALL_CASES = ['clone', 'refs', 'clones', 'push', 'slow-clone', 'slow-push'];
-const ALL_SYSTEMS = ['git-fcgi', 'fcgiwrap', 'fcgiwrap-c4', 'direct', 'relay-floor'];
+const ALL_SYSTEMS = ['git-fcgi', 'git-fcgi-keepalive', 'fcgiwrap', 'fcgiwrap-c4', 'direct', 'relay-floor'];
 /**
- * relay-floor (scripts/bench/relay-floor.c, only when asked for): the least a FastCGI server
- * can do, splicing git's output into nginx's connection. Clone case only: it is a reference
- * for what any relay behind nginx can reach on this machine, not a server.
+ * Only when asked for:
+ * - relay-floor (scripts/bench/relay-floor.c): the least a FastCGI server can do, splicing git's
+ *   output into nginx's connection. Clone case only: it is a reference for what any relay behind
+ *   nginx can reach on this machine, not a server.
+ * - git-fcgi-keepalive: the same build behind an nginx upstream with `keepalive 16` and
+ *   `fastcgi_keep_conn on` (etc/nginx/git-fcgi.conf), where `git-fcgi` gets a new connection per
+ *   request: `--cases refs --systems git-fcgi,git-fcgi-keepalive` compares the two.
  */
-const DEFAULT_SYSTEMS = ALL_SYSTEMS.filter((s) => s !== 'relay-floor');
+const DEFAULT_SYSTEMS = ALL_SYSTEMS.filter((s) => s !== 'relay-floor' && s !== 'git-fcgi-keepalive');
 const LABEL = {
   'git-fcgi': 'git-fcgi',
   fcgiwrap: 'fcgiwrap (Debian: 1 process)',
@@ -45,8 +49,11 @@ const LABEL = {
   direct: 'direct CGI',
   'relay-floor': 'C relay floor (splice)',
   'git-fcgi-base': 'git-fcgi baseline',
+  'git-fcgi-keepalive': 'git-fcgi, kept-alive connections',
 };
-const isGitFcgi = (system) => system === 'git-fcgi' || system === 'git-fcgi-base';
+const isGitFcgi = (system) => system === 'git-fcgi' || system === 'git-fcgi-base' || system === 'git-fcgi-keepalive';
+/** Systems nginx reaches through an upstream of kept-alive connections. */
+const KEPT_ALIVE = new Set(['git-fcgi-keepalive']);
 /** What the slow cases compare: git-fcgi's memory, with fcgiwrap -c 4 for the time. */
 const SLOW_SYSTEMS = ['git-fcgi', 'fcgiwrap-c4'];
 const SLOW_CLIENT_RATE = '40M';
@@ -225,7 +232,7 @@ process.stdin.on('end', () => {
   chmodSync(path, 0o755);
 }
 
-function location(path, socket, script, extra = '') {
+function location(path, socket, script, extra = '', upstream = null) {
   return `    location ${path} {
       client_max_body_size 0;
       include /etc/nginx/fastcgi_params;
@@ -240,8 +247,7 @@ function location(path, socket, script, extra = '') {
       fastcgi_buffers 4 64k;
       fastcgi_read_timeout 600s;
       fastcgi_send_timeout 600s;
-${extra}      fastcgi_pass unix:${socket};
-    }`;
+${extra}${upstream ? `      fastcgi_keep_conn on;\n      fastcgi_pass ${upstream};\n` : `      fastcgi_pass unix:${socket};\n`}    }`;
 }
 
 async function setup(manifest) {
@@ -279,6 +285,7 @@ async function setup(manifest) {
   };
   for (const [system, cli] of [
     ['git-fcgi', opt['git-fcgi']],
+    ['git-fcgi-keepalive', opt['git-fcgi']],
     ['git-fcgi-base', opt.baseline],
   ]) {
     if (!wanted.has(system)) continue;
@@ -319,9 +326,11 @@ async function setup(manifest) {
   for (const system of wanted) {
     ports[system] = await freePort();
     const slowSock = isGitFcgi(system) ? sock(`${system}-slow`) : sock(system);
+    const upstream = KEPT_ALIVE.has(system) ? `kept_alive_${system.replaceAll('-', '_')}` : null;
+    if (upstream) blocks.push(`  upstream ${upstream} {\n    server unix:${sock(system)};\n    keepalive 16;\n  }`);
     blocks.push(`  server {
     listen 127.0.0.1:${ports[system]} backlog=1024;
-${location('/', sock(system), HTTP_BACKEND, '      fastcgi_param PATH_INFO $uri;\n')}
+${location('/', sock(system), HTTP_BACKEND, '      fastcgi_param PATH_INFO $uri;\n', upstream)}
 ${location('/slow/', slowSock, slowBackend, '      fastcgi_split_path_info ^(/slow)(/.*)$;\n      fastcgi_param PATH_INFO $fastcgi_path_info;\n')}
   }`);
   }

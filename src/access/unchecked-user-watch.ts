@@ -16,13 +16,14 @@ export const MAX_FRONT_ENDS = 256;
  * not, and Debian's fastcgi_params passes it as REMOTE_USER: on a location no auth directive guards,
  * anyone can be anyone. git-fcgi cannot see whether nginx checked the user, but the CGI standard says
  * how a front end tells (RFC 3875 4.1.1): AUTH_TYPE comes with a REMOTE_USER it authenticated. Apache
- * and lighttpd send it; the shipped nginx config sends it where auth_basic ran.
+ * and lighttpd send it; the shipped nginx and h2o configs send it where they checked the login.
  *
  * So a REMOTE_USER without AUTH_TYPE is one nobody vouched for. On a push that is common and harmless
- * (front ends that check only pushes, like h2o's, send no AUTH_TYPE); on a read it means the front end
- * passes a user on requests it does not ask a login for, unless it asks one for every request. So the
- * trap shows when one front end (address and port) sends both a read with an unvouched REMOTE_USER and
- * an anonymous request: then some location serves without authentication and still passes a user.
+ * (h2o sends no AUTH_TYPE of its own, so a config that checks only pushes sends none); on a read it
+ * means the front end passes a user on requests it does not ask a login for, unless it asks one for
+ * every request. So the trap shows when one front end (address and port) sends both a read with an
+ * unvouched REMOTE_USER and an anonymous request: then some location serves without authentication and
+ * still passes a user.
  * Warned about once per front end, naming the fix.
  */
 export class UncheckedUserWatch {

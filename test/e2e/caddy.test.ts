@@ -17,6 +17,7 @@ import {
 } from '../helpers/caddy.js';
 import { suiteCleanup, type Cleanup } from '../helpers/cleanup.js';
 import { repoRoot, startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
+import { UNCHECKED_USER_WARNING } from '../helpers/forged-user.js';
 import { waitFor } from '../helpers/deadline.js';
 import { htpasswd } from '../helpers/nginx.js';
 import {
@@ -115,6 +116,9 @@ describe('git over Caddy reverse_proxy (transport fastcgi) and git-fcgi, from th
     // The suite's cleanup (registered first, so run first) has stopped every server by now.
     for (const caddy of started) await assertNoCaddyProcesses(caddy, 5000);
     await assertNoGitProcesses(root, { withinMs: 5000 });
+    // The suite reads secret.git as alice and demo.git anonymously through the same Caddy: the
+    // warning's conditions, but for AUTH_TYPE, which the shipped Caddyfile sends with a checked user.
+    assert.doesNotMatch(daemon1.logs(), UNCHECKED_USER_WARNING, 'no forged-user warning for checked users');
   });
 
   const url = (caddy: Caddy, path: string, login = ''): string =>

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { suiteCleanup, type Cleanup } from '../helpers/cleanup.js';
 import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
+import { UNCHECKED_USER_WARNING, assertForgedUsersRefused } from '../helpers/forged-user.js';
 import {
   ALICE,
   TRUSTING_RULES,
@@ -15,7 +16,7 @@ import {
   createFixtures,
   disconnectMidClone,
   dumbAndNotFound,
-  forgedAuthorization,
+  forgedUserTarget,
   gitFcgiChecksPasswords,
   pingAndStatusLocalOnly,
   pushAsAlice,
@@ -115,6 +116,13 @@ describe('git over h2o (etc/h2o/git-fcgi.conf) and git-fcgi', () => {
     // The suite's cleanup (registered first, so run first) has stopped h2o and git-fcgi by now.
     for (const server of servers) await assertNoH2oProcesses(server, { withinMs: 5000 });
     await assertNoGitProcesses(fx.root, { withinMs: 5000 });
+    // The suite reads secret.git as alice and demo.git anonymously through the same h2o: the warning's
+    // conditions, but for AUTH_TYPE (see the trap below).
+    assert.doesNotMatch(
+      daemon.logs(),
+      UNCHECKED_USER_WARNING,
+      'the config sends AUTH_TYPE with the users h2o checked: no forged-user warning',
+    );
   });
 
   test('clone over protocol v2, verified in the packet trace', () => cloneV2(target));
@@ -142,18 +150,41 @@ describe('git over h2o (etc/h2o/git-fcgi.conf) and git-fcgi', () => {
 
   test("git-fcgi's ping and status answer this host only", () => pingAndStatusLocalOnly(target));
 
-  test('a forged Authorization header never makes a user (git-fcgi rules trust REMOTE_USER)', () =>
-    forgedAuthorization(target));
+  test('forged Authorization headers never make a user; alice reads what only she may, and pushes', async (t) => {
+    const table = await assertForgedUsersRefused(t, forgedUserTarget(fx, target.base), ALICE.password);
+    t.diagnostic(table.join('; '));
+    assert.doesNotMatch(daemon.logs(), /user=mallory/, 'no forged request reached git-fcgi as mallory');
+  });
+
+  test("trap: without the AUTH_TYPE line git-fcgi takes alice's checked read for a forged one and warns", async (t) => {
+    const own = await startDaemon(t, TRUSTING_RULES);
+    const render = await config(own.socket, users);
+    const server = await start(t, (places) => changeLine(render(places), /x-fallthru-set-AUTH_TYPE/, ''));
+    const refs = (repo: string): string => server.url(`/${repo}/info/refs?service=git-upload-pack`);
+    assert.equal(await status(refs('demo.git')), 200);
+    const login = { headers: { authorization: basic('alice', ALICE.password) } };
+    assert.equal(await status(refs('secret.git'), login), 200, 'alice, checked by h2o');
+    const warnings = own.daemon.logs().match(/warn REMOTE_USER came on a read without AUTH_TYPE.*/g) ?? [];
+    assert.equal(warnings.length, 1, own.daemon.logs());
+    assert.match(warnings[0] ?? '', / user=alice/);
+  });
 
   test('git-fcgi checks the passwords ([auth] mode = htpasswd): the config without its 8< block', async (t) => {
     const gitFcgiUsers = await readableHtpasswd(t, { alice: ALICE.password });
     const checking = await startDaemon(
       t,
-      `[auth]\nmode = htpasswd\nhtpasswd = ${gitFcgiUsers}\nrealm = Git\n${TRUSTING_RULES}`,
+      `[auth]\nmode = htpasswd\nhtpasswd = ${gitFcgiUsers}\nrealm = Git\nmax_failures = 1000000\n${TRUSTING_RULES}`,
     );
     const render = await config(checking.socket, users);
-    const server = await start(t, (places) => withoutFrontEndAuth(render(places)));
-    await gitFcgiChecksPasswords({ t, fx, base: server.url(''), daemon: checking.daemon });
+    const server = await start(t, (places) => {
+      const text = withoutFrontEndAuth(render(places));
+      assert.doesNotMatch(text, /require "htpasswd\.rb"|x-fallthru-set/, 'no auth handler left');
+      return text;
+    });
+    const base = server.url('');
+    await gitFcgiChecksPasswords({ t, fx, base, daemon: checking.daemon });
+    await assertForgedUsersRefused(t, forgedUserTarget(fx, base), ALICE.password);
+    assert.match(checking.daemon.logs(), /warn login failed .*user=mallory/);
   });
 
   test("trap: h2o's htpasswd.rb rejects correct apr1 passwords and answers 500 to bcrypt; {SHA} works", async (t) => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { suiteCleanup, type Cleanup } from '../helpers/cleanup.js';
 import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
+import { UNCHECKED_USER_WARNING, assertForgedUsersRefused } from '../helpers/forged-user.js';
 import {
   ALICE,
   TRUSTING_RULES,
@@ -15,7 +16,7 @@ import {
   createFixtures,
   disconnectMidClone,
   dumbAndNotFound,
-  forgedAuthorization,
+  forgedUserTarget,
   gitFcgiChecksPasswords,
   pingAndStatusLocalOnly,
   pushAsAlice,
@@ -99,6 +100,11 @@ describe('git over lighttpd (etc/lighttpd/git-fcgi.conf) and git-fcgi', () => {
     // The suite's cleanup (registered first, so run first) has stopped lighttpd and git-fcgi by now.
     for (const server of servers) await assertNoLighttpdProcesses(server, { withinMs: 5000 });
     await assertNoGitProcesses(fx.root, { withinMs: 5000 });
+    assert.doesNotMatch(
+      daemon.logs(),
+      UNCHECKED_USER_WARNING,
+      'lighttpd sends AUTH_TYPE with the users it checked: no forged-user warning',
+    );
   });
 
   test('clone over protocol v2, verified in the packet trace', () => cloneV2(target));
@@ -129,19 +135,25 @@ describe('git over lighttpd (etc/lighttpd/git-fcgi.conf) and git-fcgi', () => {
 
   test("git-fcgi's ping and status answer this host only", () => pingAndStatusLocalOnly(target));
 
-  test('a forged Authorization header never makes a user (git-fcgi rules trust REMOTE_USER)', () =>
-    forgedAuthorization(target));
+  test('forged Authorization headers never make a user; alice reads what only she may, and pushes', async (t) => {
+    const table = await assertForgedUsersRefused(t, forgedUserTarget(fx, target.base), ALICE.password);
+    t.diagnostic(table.join('; '));
+    assert.doesNotMatch(daemon.logs(), /user=mallory/, 'no forged request reached git-fcgi as mallory');
+  });
 
   test('git-fcgi checks the passwords ([auth] mode = htpasswd): the config without its 8< block', async (t) => {
     const gitFcgiUsers = await readableHtpasswd(t, { alice: ALICE.password });
     const checking = await startDaemon(
       t,
-      `[auth]\nmode = htpasswd\nhtpasswd = ${gitFcgiUsers}\nrealm = Git\n${TRUSTING_RULES}`,
+      `[auth]\nmode = htpasswd\nhtpasswd = ${gitFcgiUsers}\nrealm = Git\nmax_failures = 1000000\n${TRUSTING_RULES}`,
     );
     const config = withoutFrontEndAuth(await site(checking.socket, users));
-    assert.doesNotMatch(config, /^\s*auth\./m, 'no auth directive left');
+    assert.doesNotMatch(config, /^\s*auth\.|REQUEST_HEADER/m, 'no auth directive left');
     const server = await start(t, config);
-    await gitFcgiChecksPasswords({ t, fx, base: server.url(''), daemon: checking.daemon });
+    const base = server.url('');
+    await gitFcgiChecksPasswords({ t, fx, base, daemon: checking.daemon });
+    await assertForgedUsersRefused(t, forgedUserTarget(fx, base), ALICE.password);
+    assert.match(checking.daemon.logs(), /warn login failed .*user=mallory/);
   });
 
   test('trap: without "fix-root-scriptname" the path is split after its first segment', async (t) => {

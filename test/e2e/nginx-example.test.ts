@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { suiteCleanup, type Cleanup } from '../helpers/cleanup.js';
 import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
-import { assertForgedUsersRefused, type ForgedUserTarget } from '../helpers/forged-user.js';
+import { UNCHECKED_USER_WARNING, assertForgedUsersRefused } from '../helpers/forged-user.js';
 import {
   ALICE,
   TRUSTING_RULES,
@@ -15,6 +15,7 @@ import {
   createFixtures,
   disconnectMidClone,
   dumbAndNotFound,
+  forgedUserTarget,
   gitFcgiChecksPasswords,
   pingAndStatusLocalOnly,
   pushAsAlice,
@@ -31,8 +32,6 @@ import {
   shippedNginxConfig,
 } from '../helpers/shipped-nginx.js';
 import { tmpDir } from '../helpers/tmp.js';
-
-const UNCHECKED_USER_WARNING = /REMOTE_USER came on a read without AUTH_TYPE/;
 
 /**
  * Real git clients through real nginx started from etc/nginx/git-fcgi.conf, changed only in what its comments
@@ -56,14 +55,6 @@ describe('git over nginx (etc/nginx/git-fcgi.conf) and git-fcgi', () => {
     await writeFile(file, `[git]\nexport_all = true\n${ini}`);
     return { daemon: await startGitFcgi(t, ['-c', file, '--listen', `unix:${socket}`]), socket };
   }
-
-  const forgedTarget = (base: string): ForgedUserTarget => ({
-    base,
-    root: fx.root,
-    publicRepo: 'demo.git',
-    secretRepo: 'secret.git',
-    secretHead: fx.secretHead,
-  });
 
   before(async () => {
     fx = await createFixtures(suite, await tmpDir(suite, 'repos-'), await tmpDir(suite, 'work-'));
@@ -113,7 +104,11 @@ describe('git over nginx (etc/nginx/git-fcgi.conf) and git-fcgi', () => {
 
   for (const [index, which] of ["Debian's", "nginx's own"].entries()) {
     test(`forged Authorization headers never make a user, with ${which} fastcgi_params`, async (t) => {
-      const table = await assertForgedUsersRefused(t, forgedTarget(nginx.url(index, '')), ALICE.password);
+      const table = await assertForgedUsersRefused(
+        t,
+        forgedUserTarget(fx, nginx.url(index, '')),
+        ALICE.password,
+      );
       t.diagnostic(table.join('; '));
     });
   }
@@ -133,7 +128,7 @@ describe('git over nginx (etc/nginx/git-fcgi.conf) and git-fcgi', () => {
     const server = await startNginx(t, shippedNginxConfig([shipped]));
     const base = server.url(0, '');
     await gitFcgiChecksPasswords({ t, fx, base, daemon: checking.daemon });
-    await assertForgedUsersRefused(t, forgedTarget(base), ALICE.password);
+    await assertForgedUsersRefused(t, forgedUserTarget(fx, base), ALICE.password);
     assert.match(checking.daemon.logs(), /warn login failed .*user=mallory/);
   });
 

@@ -22,6 +22,12 @@ export interface ForgedUserTarget {
   readonly secretHead: string;
 }
 
+/**
+ * git-fcgi's unchecked-user warning (src/access/unchecked-user-watch.ts): a shipped config that checks every
+ * login it passes on, and says so with AUTH_TYPE, never raises it.
+ */
+export const UNCHECKED_USER_WARNING = /REMOTE_USER came on a read without AUTH_TYPE/;
+
 /** Credentials nobody verified: a user nobody knows, and alice's name with a wrong password. */
 const FORGED = [
   ['mallory', 'anything'],

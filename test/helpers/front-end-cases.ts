@@ -5,6 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
 import type { GitFcgi } from './daemon.js';
+import type { ForgedUserTarget } from './forged-user.js';
 import { waitFor, withDeadline } from './deadline.js';
 import { uploadPackRequest } from './git-wire.js';
 import { assertNoGitProcesses, gitProcessesUnder } from './proc.js';
@@ -81,6 +82,15 @@ export interface Target {
   readonly base: string;
   readonly daemon: GitFcgi;
 }
+
+/** The forged-user checks' target (forged-user.ts) on these fixtures: everyone reads demo.git, only alice secret.git. */
+export const forgedUserTarget = (fx: Fixtures, base: string): ForgedUserTarget => ({
+  base,
+  root: fx.root,
+  publicRepo: 'demo.git',
+  secretRepo: 'secret.git',
+  secretHead: fx.secretHead,
+});
 
 export const withLogin = (base: string, login: { user: string; password: string } = ALICE): string =>
   base.replace('http://', `http://${login.user}:${login.password}@`);
@@ -269,60 +279,6 @@ export async function disconnectMidClone({ fx, base, daemon }: Target): Promise<
     timeoutMs: 10_000,
     what: 'git-fcgi to log the clone as abandoned by the client (499)',
   });
-}
-
-const aliceLines = (logs: string): number => logs.split('\n').filter((l) => / user=alice /.test(l)).length;
-
-/**
- * With git-fcgi trusting the front end's REMOTE_USER (TRUSTING_RULES), an Authorization header the front end
- * did not check never makes a user: no read of secret.git, no push, and not one request logged as alice.
- * Wrong passwords where the front end does check are refused by it.
- */
-export async function forgedAuthorization(target: Target): Promise<void> {
-  const { t, fx, base, daemon } = target;
-  const before = aliceLines(daemon.logs());
-  // The right password, even, sent where the front end asks for none: still nobody.
-  for (const password of ['anything', ALICE.password]) {
-    const authorization = basic('alice', password);
-    const read = await fetch(`${base}/secret.git/info/refs?service=git-upload-pack`, {
-      headers: { authorization },
-    });
-    assert.equal(read.status, 401, `a forged header gets no protected read (${password})`);
-    await read.arrayBuffer();
-    const dumb = await fetch(`${base}/secret.git/HEAD`, { headers: { authorization } });
-    assert.equal(dumb.status, 401, `a forged header gets no protected dumb read (${password})`);
-    await dumb.arrayBuffer();
-  }
-  // A push the front end's conditions may not recognise (query or path encoded): either the front end
-  // decodes and checks (and refuses the password), or the request reaches git-fcgi anonymous.
-  const authorization = basic('alice', 'anything');
-  const sneaky = await fetch(`${base}/demo.git/info/refs?service=git-receive-pac%6B`, {
-    headers: { authorization },
-  });
-  assert.equal(sneaky.status, 401, 'an encoded push advertisement gets no user');
-  await sneaky.arrayBuffer();
-  const post = await fetch(`${base}/demo.git/git-receive-pac%6B`, {
-    method: 'POST',
-    headers: { authorization, 'content-type': 'application/x-git-receive-pack-request' },
-    body: '0000',
-  });
-  assert.equal(post.status, 401, 'an encoded push gets no user');
-  await post.arrayBuffer();
-  // git itself with a wrong password: the clone of secret.git and the push both fail.
-  const wrong = { user: 'alice', password: 'wrong' };
-  await assert.rejects(
-    git(t, ['clone', '-q', `${withLogin(base, wrong)}/secret.git`, join(fx.work, 'forged-secret')]),
-    /Authentication failed|401/,
-  );
-  const { dir } = await cloneWithCommit(target, 'forged');
-  await assert.rejects(
-    git(t, ['push', '-q', `${withLogin(base, wrong)}/demo.git`, 'HEAD:refs/heads/forged'], { cwd: dir }),
-    /Authentication failed|401/,
-  );
-  await assert.rejects(
-    git(t, ['rev-parse', '--verify', '-q', 'refs/heads/forged'], { cwd: join(fx.root, 'demo.git') }),
-  );
-  assert.equal(aliceLines(daemon.logs()), before, 'no request reached git-fcgi as alice');
 }
 
 /**
