@@ -142,7 +142,9 @@ describe('every flag, section and key, in --help, etc/git-fcgi.ini, the man page
 
   test(
     'README.md has every section, key and setting flag in its configuration reference',
-    { todo: 'the README rewrite of issue 15 adds the access sections and [env] to the reference' },
+    {
+      todo: 'the README rewrite of issue 15 adds the access sections ([auth], [groups], [repo:PATTERN]) to the reference',
+    },
     async () => {
       const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
       assert.deepEqual(readmeProblems(readme, REFERENCE), []);
