@@ -7,40 +7,61 @@ import { checkRefUpdates, parseRefUpdates } from './access/pre-receive.js';
 import { loadConfig } from './config/load.js';
 import { describeError } from './errors.js';
 
+export interface HookActions {
+  readonly hook: (name: string, chain: string | undefined) => Promise<number>;
+  readonly installHooks: (repos: readonly string[]) => Promise<number>;
+}
+
 /**
- * `git-fcgi hook pre-receive` and `git-fcgi install-hooks`: the command-line edge of the
- * branch rules. The hook runs inside git receive-pack, started by git http-backend, with the
- * environment git-fcgi gave the backend.
+ * `git-fcgi hook pre-receive` and `git-fcgi install-hooks`, defined once: runHookCommand runs
+ * them, the man page is generated from them.
  */
-export async function runHookCommand(argv: readonly string[]): Promise<number> {
-  let code = 0;
+export function buildHookProgram(actions: HookActions, setCode: (code: number) => void = () => {}): Command {
   const program = new Command().name('git-fcgi').exitOverride();
-  program
-    .command('hook')
-    .description("run one of git-fcgi's git hooks (called by the installed hook scripts)")
-    .argument('<name>', 'pre-receive')
-    .option('--chain <file>', 'a hook to run after the checks, with the same input')
-    .action(async (name: string, opts: { chain?: string }) => {
-      if (name !== 'pre-receive') throw new Error(`unknown hook ${name}`);
-      code = await preReceive(opts.chain);
-    });
   program
     .command('install-hooks')
     .description(
       "install git-fcgi's pre-receive hook into bare repositories (an existing hook keeps running)",
     )
     .argument('<repo...>', 'bare repository directories')
-    .action(async (repos: string[]) => {
-      const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
-      for (const repo of repos) {
-        try {
-          process.stdout.write(`${await installHook(repo, process.execPath, cli)}\n`);
-        } catch (err) {
-          process.stderr.write(`git-fcgi: ${describeError(err)}\n`);
-          code = 1;
+    .action(async (repos: string[]) => setCode(await actions.installHooks(repos)));
+  program
+    .command('hook')
+    .description("run one of git-fcgi's git hooks (called by the installed hook scripts)")
+    .argument('<name>', 'pre-receive')
+    .option('--chain <file>', 'a hook to run after the checks, with the same input')
+    .action(async (name: string, opts: { chain?: string }) => setCode(await actions.hook(name, opts.chain)));
+  return program;
+}
+
+/**
+ * The command-line edge of the branch rules. The hook runs inside git receive-pack, started by
+ * git http-backend, with the environment git-fcgi gave the backend.
+ */
+export async function runHookCommand(argv: readonly string[]): Promise<number> {
+  let code = 0;
+  const program = buildHookProgram(
+    {
+      hook: (name, chain) => {
+        if (name !== 'pre-receive') throw new Error(`unknown hook ${name}`);
+        return preReceive(chain);
+      },
+      installHooks: async (repos) => {
+        const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
+        let failed = 0;
+        for (const repo of repos) {
+          try {
+            process.stdout.write(`${await installHook(repo, process.execPath, cli)}\n`);
+          } catch (err) {
+            process.stderr.write(`git-fcgi: ${describeError(err)}\n`);
+            failed = 1;
+          }
         }
-      }
-    });
+        return failed;
+      },
+    },
+    (c) => (code = c),
+  );
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

@@ -3,11 +3,11 @@
 import './heap-limits.js';
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
-import { Command, Option } from 'commander';
 import { checkAccess } from './access/check-access.js';
 import { runHookCommand } from './cli-hooks.js';
+import { buildProgram } from './cli-program.js';
 import { formatConfig, loadConfig, type Overrides } from './config/load.js';
-import { SETTINGS, type Config, type SettingName } from './config/settings.js';
+import type { Config } from './config/settings.js';
 import { DEMO_USER, ensureDemoRepository, prepareDemo } from './demo.js';
 import { describeError } from './errors.js';
 import { createLogger, logFileProblems } from './log.js';
@@ -15,52 +15,9 @@ import { SPAWN_HELPER_PATH } from './request/spawn-helper.js';
 import { Service, logOptions, preflight } from './server/service.js';
 import { VERSION } from './version.js';
 
-const EXAMPLES = `
-Examples:
-  Behind nginx (fastcgi_pass unix:/run/git-fcgi/git-fcgi.sock):
-    git-fcgi --listen unix:/run/git-fcgi/git-fcgi.sock --project-root /srv/git
-  With a config file, checked first like nginx -t:
-    git-fcgi -c /etc/git-fcgi/git-fcgi.ini --check-config
-  Branch rules ([repo:…] protect, deny_force, …): install the pre-receive hook once per repository:
-    git-fcgi install-hooks /srv/git/*.git /srv/git/*/*.git
-  Try it without nginx (plain HTTP, a demo repository):
-    git-fcgi --demo    then: git clone http://127.0.0.1:8080/demo.git
-
-Without --listen, git-fcgi serves the socket it inherits on fd 0 (spawn-fcgi) or from
-systemd socket activation (LISTEN_FDS). Every setting is documented in etc/git-fcgi.ini.
-Signals: TERM/INT stop gracefully (shutdown_timeout); HUP reloads the configuration and
-reopens log files.`;
-
 function fail(message: string): never {
   process.stderr.write(`git-fcgi: ${message}\n`);
   process.exit(1);
-}
-
-function buildProgram(): { program: Command; flagToSetting: Map<string, SettingName> } {
-  const program = new Command()
-    .name('git-fcgi')
-    .description(
-      'Serve Git repositories over HTTP behind nginx: a streaming FastCGI server for git http-backend.',
-    )
-    .version(VERSION, '-V, --version')
-    .option('-c, --config <file>', 'read settings from this ini file (flags override it)')
-    .option('-t, --check-config', 'check the configuration, print the effective settings, and exit')
-    .option(
-      '--demo [dir]',
-      'create a demo repository in DIR (default: $TMPDIR/git-fcgi-demo) and serve it over --http: ' +
-        'anyone may clone, a demo user whose password is printed may push',
-    )
-    .addHelpText('after', EXAMPLES)
-    .showHelpAfterError('(run git-fcgi --help for usage)');
-  const flagToSetting = new Map<string, SettingName>();
-  for (const name of Object.keys(SETTINGS) as SettingName[]) {
-    const setting = SETTINGS[name];
-    if (!('flag' in setting) || setting.flag === undefined) continue;
-    const option = new Option(setting.flag, `${setting.doc} [${setting.section}] ${setting.key}`);
-    program.addOption(option);
-    flagToSetting.set(option.attributeName(), name);
-  }
-  return { program, flagToSetting };
 }
 
 function defaultBackend(): string {

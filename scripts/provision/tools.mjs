@@ -33,6 +33,8 @@ export const TOOLS = [
   { name: 'unshare', command: 'unshare', debian: 'util-linux', rhel: 'util-linux' },
   { name: 'setpriv', command: 'setpriv', debian: 'util-linux', rhel: 'util-linux' },
   { name: 'systemd-analyze', command: 'systemd-analyze', debian: 'systemd', rhel: 'systemd' },
+  // test/e2e/reference.test.ts renders and lints the generated man page (dist/man/git-fcgi.8).
+  { name: 'groff', command: 'groff', debian: 'groff-base', rhel: 'groff-base' },
   { name: 'systemd-socket-activate', command: 'systemd-socket-activate', debian: 'systemd', rhel: 'systemd' },
   {
     name: 'haproxy',

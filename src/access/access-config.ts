@@ -1,4 +1,5 @@
 import { parseAbsolutePath, parseBool, parseDuration, parseEnum, parseInteger } from '../config/values.js';
+import { AUTH_KEYS, REPO_KEYS, isKeyOf, unhandledKey } from './access-keys.js';
 import { compileGlob, type Glob } from './glob.js';
 import { REPO_PREFIX, type RawEntry, type RawSection } from './ini-sections.js';
 import {
@@ -83,7 +84,9 @@ function parseAuth(section: RawSection | undefined, where: Where): AuthSettings 
   const auth: { -readonly [K in keyof AuthSettings]: AuthSettings[K] } = { ...DEFAULT_AUTH };
   for (const entry of section?.entries ?? []) {
     const value = <T>(parse: (raw: string) => T): T => at(where, 'auth', entry, parse);
-    switch (entry.key) {
+    const key = entry.key;
+    if (!isKeyOf(AUTH_KEYS, key)) throw new Error(`${where(entry.line)}: unknown key "${key}" in [auth]`);
+    switch (key) {
       case 'mode':
         auth.mode = value((raw) => parseEnum(raw, ['nginx', 'htpasswd'] as const));
         break;
@@ -107,7 +110,7 @@ function parseAuth(section: RawSection | undefined, where: Where): AuthSettings 
         auth.credentialCacheMs = value(parseDuration);
         break;
       default:
-        throw new Error(`${where(entry.line)}: unknown key "${entry.key}" in [auth]`);
+        unhandledKey(key);
     }
   }
   if (auth.mode === 'htpasswd' && auth.htpasswdFile === null) {
@@ -153,7 +156,9 @@ function parseRule(section: RawSection, order: number, groups: Groups, where: Wh
   const principals = (raw: string): Principals => parsePrincipals(raw, groups);
   for (const entry of section.entries) {
     const value = <T>(parse: (raw: string) => T): T => at(where, name, entry, parse);
-    switch (entry.key) {
+    const key = entry.key;
+    if (!isKeyOf(REPO_KEYS, key)) throw new Error(`${where(entry.line)}: unknown key "${key}" in [${name}]`);
+    switch (key) {
       case 'read':
         read = value(principals);
         break;
@@ -176,7 +181,7 @@ function parseRule(section: RawSection, order: number, groups: Groups, where: Wh
         denyDelete = value(parseBool);
         break;
       default:
-        throw new Error(`${where(entry.line)}: unknown key "${entry.key}" in [${name}]`);
+        unhandledKey(key);
     }
   }
   return {

@@ -3,6 +3,11 @@ import type { RawSection } from '../access/ini-sections.js';
 
 export const ENV_SECTION = 'env';
 
+/** The [env] section as the man page explains it (paragraphs). */
+export const ENV_SECTION_DOC = [
+  'Variables added to the environment of every backend (git and its hooks), one NAME = value a line, e.g. GNUPGHOME for signed pushes or a PATH with the tools the hooks need. Names are case-sensitive. Names git-fcgi sets for each request (CGI variables, HTTP_*, HOME, GIT_PROTOCOL, GIT_CONFIG_*, GIT_FCGI_*, ...) and those that would move git away from the repository git-fcgi located (GIT_DIR, GIT_OBJECT_DIRECTORY, ...) are errors naming the file and line.',
+] as const;
+
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**

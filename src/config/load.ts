@@ -5,7 +5,7 @@ import { NO_ACCESS_RULES, parseAccessConfig, type AccessConfig } from '../access
 import { splitAccessSections } from '../access/ini-sections.js';
 import { ENV_SECTION, parseEnvSection } from './env-section.js';
 import { GitFcgiError } from '../errors.js';
-import { SETTINGS, type Config, type SettingDef, type SettingName } from './settings.js';
+import { SETTINGS, formatValue, type Config, type SettingDef, type SettingName } from './settings.js';
 
 /** Raw values from the command line, by setting name: strings, or `true` for boolean flags. */
 export type Overrides = Partial<Record<SettingName, string | boolean>>;
@@ -132,20 +132,10 @@ export function formatConfig(config: Config): string {
       out.push(`${out.length > 0 ? '\n' : ''}[${section}]`);
     }
     const value: unknown = config[name];
-    const shown = setting.show ? setting.show(value) : showValue(value);
+    const shown = (setting.show ?? setting.format ?? formatValue)(value);
     out.push(`${setting.key} = ${shown}`);
   }
   const env = Object.entries(config.env);
   if (env.length > 0) out.push(`\n[${ENV_SECTION}]`, ...env.map(([name, value]) => `${name} = ${value}`));
   return out.join('\n') + '\n';
-}
-
-function showValue(value: unknown): string {
-  if (value === null) return '';
-  if (typeof value === 'object') {
-    const v = value as { kind?: string; path?: string; host?: string; port?: number };
-    if (v.kind === 'unix') return `unix:${v.path ?? ''}`;
-    return `${v.host ?? ''}:${v.port ?? ''}`;
-  }
-  return String(value);
 }

@@ -3,17 +3,9 @@ import type { Logger } from '../log.js';
 import { SETTINGS, type Config, type SettingName } from './settings.js';
 
 /** Settings fixed at startup: sockets are bound and privileges dropped only once. */
-const RESTART_ONLY: readonly SettingName[] = [
-  'listen',
-  'socketMode',
-  'socketOwner',
-  'http',
-  'user',
-  'group',
-  'allowRoot',
-  'pidFile',
-  'spawnHelper',
-];
+const RESTART_ONLY: readonly SettingName[] = (Object.keys(SETTINGS) as SettingName[]).filter(
+  (name) => SETTINGS[name].restart === true,
+);
 
 /** `[section] key` of each restart-only setting whose value differs. */
 export function changesNeedingRestart(current: Config, next: Config): string[] {

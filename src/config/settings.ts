@@ -1,6 +1,9 @@
 import { availableParallelism } from 'node:os';
 import {
+  formatDuration,
+  formatListen,
   formatOwner,
+  formatSize,
   parseAbsolutePath,
   parseAccount,
   parseClients,
@@ -22,7 +25,8 @@ import type { LogFormat, LogLevel } from '../log.js';
 
 /**
  * Every setting, once: its section and key in the ini file, its command-line flag, its default
- * and its documentation. The loader, `--help`, and `--check-config` all read this table.
+ * and its documentation. The loader, `--help`, `--check-config`, etc/git-fcgi.ini and the man
+ * page all read this table.
  */
 export interface SettingDef<T> {
   readonly section: 'server' | 'git' | 'log';
@@ -31,8 +35,17 @@ export interface SettingDef<T> {
   readonly flag?: string;
   readonly default: T;
   readonly parse: (raw: string) => T;
-  /** How the value is shown by --check-config. */
+  /** The value as written in the ini file: `parse(format(v))` gives `v` back. Default: formatValue. */
+  format?(value: T): string;
+  /** How --check-config shows the value, when that needs more words than `format`. */
   show?(value: T): string;
+  /** The default as the ini file writes it, when it depends on the machine (else format(default)). */
+  readonly defaultText?: string;
+  /** Bound or dropped once at startup: a reload (SIGHUP) keeps the running value. */
+  readonly restart?: true;
+  /** A typical value, with why, for etc/git-fcgi.ini and the man page. */
+  readonly example?: { readonly value: string; readonly note?: string };
+  /** Sentences for --help, etc/git-fcgi.ini and the man page: what it does, units, what unset means. */
   readonly doc: string;
 }
 
@@ -64,7 +77,9 @@ export const SETTINGS = {
     flag: '--listen <address>',
     default: null,
     parse: nullable(parseListen),
-    doc: 'FastCGI socket: unix:/path, /path, HOST:PORT or tcp:HOST:PORT. Unset: the socket passed on fd 0 (spawn-fcgi) or by systemd socket activation.',
+    restart: true,
+    example: { value: 'unix:/run/git-fcgi/git-fcgi.sock', note: 'leave unset with git-fcgi.socket' },
+    doc: 'The FastCGI socket nginx connects to: unix:/path or /path (a UNIX socket, created with socket_mode and socket_owner; a stale one is replaced), HOST:PORT or tcp:HOST:PORT (TCP, for the addresses in allowed_clients). Unset: the socket passed on fd 0 (spawn-fcgi, systemd StandardInput=socket) or by systemd socket activation (LISTEN_FDS); without either, git-fcgi exits with an error unless http is set.',
   }),
   socketMode: def<number>({
     section: 'server',
@@ -72,8 +87,9 @@ export const SETTINGS = {
     flag: '--socket-mode <mode>',
     default: 0o660,
     parse: parseMode,
-    show: (mode) => `0${mode.toString(8)}`,
-    doc: 'Permissions of the UNIX socket (octal). 0660: only the owner and its group (add nginx to it) may connect.',
+    format: (mode) => `0${mode.toString(8)}`,
+    restart: true,
+    doc: 'Permissions of the UNIX socket, in octal. 0660: only its owner and its group may connect, so nginx must be in the group (socket_owner).',
   }),
   socketOwner: def<Owner | null>({
     section: 'server',
@@ -81,16 +97,17 @@ export const SETTINGS = {
     flag: '--socket-owner <user[:group]>',
     default: null,
     parse: nullable(parseOwner),
-    show: (owner) => (owner === null ? '' : formatOwner(owner)),
-    doc: "Owner of the UNIX socket, e.g. git:nginx (set before privileges are dropped). Unset: the daemon's own user and group.",
+    format: (owner) => (owner === null ? '' : formatOwner(owner)),
+    restart: true,
+    example: { value: 'git:nginx', note: 'Debian: git:www-data' },
+    doc: "Owner of the UNIX socket as user, user:group or :group, names or numeric ids, set while git-fcgi is still root (before user takes effect). Unset: the daemon's own user and group.",
   }),
   allowedClients: def<readonly string[] | 'any'>({
     section: 'server',
     key: 'allowed_clients',
     default: ['127.0.0.1'],
     parse: parseClients,
-    show: (clients) => (clients === 'any' ? 'any' : clients.join(', ')),
-    doc: 'For a TCP listener: the addresses nginx may connect from (comma-separated), or any. Others are disconnected and logged.',
+    doc: 'For a TCP listener: the IP addresses nginx may connect from, comma-separated (IPv4 or IPv6, no ranges), or any. A connection from another address is closed at once and logged. Not used for UNIX sockets (socket_mode guards them).',
   }),
   user: def<string | null>({
     section: 'server',
@@ -98,7 +115,9 @@ export const SETTINGS = {
     flag: '--user <user>',
     default: null,
     parse: nullable(parseAccount),
-    doc: 'After binding, run as this user (with its supplementary groups); the backends run as it too. Needs root to start. Unset: stay who started git-fcgi.',
+    restart: true,
+    example: { value: 'git', note: 'not needed under the systemd unit, which starts as git' },
+    doc: 'After binding its sockets, run as this user (name or numeric id, with its supplementary groups); git and its hooks run as it too. Needs git-fcgi to be started as root. Unset: stay the user that started git-fcgi.',
   }),
   group: def<string | null>({
     section: 'server',
@@ -106,7 +125,8 @@ export const SETTINGS = {
     flag: '--group <group>',
     default: null,
     parse: nullable(parseAccount),
-    doc: "With user: the primary group to run as. Unset: the user's own primary group.",
+    restart: true,
+    doc: "With user: the primary group to run as (name or numeric id). Unset: the user's own primary group.",
   }),
   allowRoot: def<boolean>({
     section: 'server',
@@ -114,7 +134,8 @@ export const SETTINGS = {
     flag: '--allow-root',
     default: false,
     parse: parseBool,
-    doc: 'Allow serving as root (git and its hooks would run as root). Without it, git-fcgi started with a config file refuses to run as root unless user is set; started from command-line flags alone it runs and warns.',
+    restart: true,
+    doc: 'Allow serving as root, so that git and its hooks run as root. Without it, git-fcgi started with a config file refuses to run as root unless user is set; started from command-line flags alone it runs and logs a warning.',
   }),
   pidFile: def<string | null>({
     section: 'server',
@@ -122,7 +143,8 @@ export const SETTINGS = {
     flag: '--pid-file <file>',
     default: null,
     parse: nullable(parseAbsolutePath),
-    doc: "Write the daemon's pid here (after binding, before dropping privileges); removed at exit. Not needed under systemd.",
+    restart: true,
+    doc: "Write the daemon's pid to this file (absolute path) after binding, before dropping privileges; it is removed at exit. Not needed under systemd. Unset: no pid file.",
   }),
   http: def<{ host: string; port: number } | null>({
     section: 'server',
@@ -130,22 +152,26 @@ export const SETTINGS = {
     flag: '--http <host:port>',
     default: null,
     parse: nullable(parseHostPort),
-    doc: 'Also serve plain HTTP on HOST:PORT (for trying git-fcgi out and small setups without nginx).',
+    format: (http) => (http === null ? '' : formatListen({ kind: 'tcp', ...http })),
+    restart: true,
+    doc: 'Also serve plain HTTP on HOST:PORT (port 0: any free port, logged), for trying git-fcgi out and for small setups without nginx. No TLS: bind it to a loopback address or put a proxy in front. Unset: no HTTP listener.',
   }),
   maxParamsBytes: def<number>({
     section: 'server',
     key: 'max_params_size',
     default: 256 * 1024,
     parse: parseSize,
-    doc: 'Largest FastCGI params block (all request headers and CGI variables) accepted from nginx.',
+    format: formatSize,
+    doc: "Largest FastCGI params block (all request headers and CGI variables together) accepted from nginx; a larger one is refused with 431. Request headers become the backend's environment, which execve limits on its own: a request with one header over 128K, or all of them over a quarter of the stack limit (2M with the usual 8M), gets 431 whatever this says.",
   }),
   maxChildren: def<number>({
     section: 'server',
     key: 'max_children',
     flag: '--max-children <n>',
     default: DEFAULT_MAX_CHILDREN,
-    parse: (raw) => parseInteger(raw, 1, 100_000),
-    doc: `Most backends (git requests) running at once; further requests wait in the queue. Default: 2 per CPU, at least 4 (--check-config shows the value).`,
+    parse: (raw) => (raw.trim() === '' ? DEFAULT_MAX_CHILDREN : parseInteger(raw, 1, 100_000)),
+    defaultText: '',
+    doc: 'Most backends (git http-backend processes, one per request) running at once, 1 to 100000; further requests wait in the queue. Unset: 2 per CPU, at least 4 (--check-config shows the value).',
   }),
   queue: def<number | null>({
     section: 'server',
@@ -154,14 +180,15 @@ export const SETTINGS = {
     default: null,
     parse: nullable((raw) => parseInteger(raw, 0, 1_000_000)),
     show: (queue) => (queue === null ? `(${QUEUE_PER_CHILD} x max_children)` : String(queue)),
-    doc: `Requests that may wait for a free backend (first come, first served); beyond that: 503 with Retry-After. 0: no waiting. Default: ${QUEUE_PER_CHILD} x max_children, so that a burst (a CI fleet cloning at once) waits instead of failing: git does not retry a 503.`,
+    doc: `Requests that may wait for a free backend, first come, first served; one more gets 503 with Retry-After. 0: no waiting. Unset: ${QUEUE_PER_CHILD} x max_children, so that a burst (a CI fleet cloning at once) waits instead of failing: git does not retry a 503.`,
   }),
   queueTimeoutMs: def<number>({
     section: 'server',
     key: 'queue_timeout',
     default: 30_000,
     parse: parseDuration,
-    doc: 'A request that waited this long in the queue gets 503 with Retry-After.',
+    format: formatDuration,
+    doc: 'A request that has waited this long in the queue gets 503 with Retry-After.',
   }),
   idleTimeoutMs: def<number>({
     section: 'server',
@@ -169,21 +196,24 @@ export const SETTINGS = {
     flag: '--idle-timeout <duration>',
     default: 10 * 60_000,
     parse: parseDuration,
-    doc: 'Kill a backend when no byte has moved in either direction for this long (504 if nothing was sent yet).',
+    format: formatDuration,
+    doc: "Kill a backend's process group when no byte has moved in either direction (request body in, response out) for this long; the client gets 504 if nothing was sent yet, else a cut-off response.",
   }),
   killGraceMs: def<number>({
     section: 'server',
     key: 'kill_grace',
     default: 2000,
     parse: parseDuration,
-    doc: 'After SIGTERM to a backend process group, wait this long before SIGKILL.',
+    format: formatDuration,
+    doc: "How long a backend's process group has between SIGTERM and SIGKILL, whenever git-fcgi ends a backend (idle_timeout, a client gone, shutdown).",
   }),
   shutdownTimeoutMs: def<number>({
     section: 'server',
     key: 'shutdown_timeout',
     default: 30_000,
     parse: parseDuration,
-    doc: 'On SIGTERM/SIGINT: how long running requests may take to finish before their backends are killed.',
+    format: formatDuration,
+    doc: 'On SIGTERM or SIGINT: how long running requests may take to finish before their backends are killed and git-fcgi exits. New connections are refused meanwhile.',
   }),
   spawnHelper: def<'auto' | 'on' | 'off'>({
     section: 'server',
@@ -191,21 +221,24 @@ export const SETTINGS = {
     flag: '--spawn-helper <mode>',
     default: 'auto',
     parse: (raw) => parseEnum(raw, ['auto', 'on', 'off'] as const),
-    doc: "How backends are started. auto: through git-fcgi-spawnd, the small helper `npm ci` builds (needs a C compiler), falling back to Node's own spawn with a warning when it is missing; on: through the helper only (git-fcgi does not start without it); off: Node's spawn, which forks the whole daemon for every request (1-2 ms of CPU each, on the event loop).",
+    restart: true,
+    doc: "How backends are started. auto: through git-fcgi-spawnd, the small helper the build makes (needs a C compiler), falling back to Node's own spawn with a warning when it is missing; on: through the helper only (git-fcgi does not start without it); off: Node's spawn, which forks the whole daemon for every request (1-2 ms of CPU each, on the event loop).",
   }),
   pingPath: def<string | null>({
     section: 'server',
     key: 'ping_path',
     default: null,
     parse: nullable(parseUrlPath),
-    doc: "A request for this path (e.g. /git-fcgi-ping) is answered 'pong' by git-fcgi itself, for health checks. Unset: off.",
+    example: { value: '/git-fcgi-ping' },
+    doc: "A request for exactly this URL path is answered 'pong' by git-fcgi itself, without running git, for health checks. Unset: off.",
   }),
   statusPath: def<string | null>({
     section: 'server',
     key: 'status_path',
     default: null,
     parse: nullable(parseUrlPath),
-    doc: 'A request for this path (e.g. /git-fcgi-status) gets live figures: plain text, ?json, or ?openmetrics (Prometheus). Unset: off. Restrict it in nginx.',
+    example: { value: '/git-fcgi-status' },
+    doc: 'A request for exactly this URL path gets live figures (backends running, queue, requests, bytes, ref cache): plain text, ?json, or ?openmetrics (Prometheus). Unset: off. Anyone who reaches it sees them: restrict it in nginx.',
   }),
   projectRoot: def<string | null>({
     section: 'git',
@@ -213,7 +246,8 @@ export const SETTINGS = {
     flag: '--project-root <dir>',
     default: null,
     parse: nullable(parseAbsolutePath),
-    doc: 'Directory holding the repositories (GIT_PROJECT_ROOT). A GIT_PROJECT_ROOT param from nginx takes precedence.',
+    example: { value: '/srv/git' },
+    doc: 'Directory holding the repositories (GIT_PROJECT_ROOT); a request for /team/app.git serves PROJECT_ROOT/team/app.git. A GIT_PROJECT_ROOT param from nginx takes precedence. Unset: nginx must pass GIT_PROJECT_ROOT, else requests fail with 500 and a logged error.',
   }),
   backend: def<string | null>({
     section: 'git',
@@ -221,7 +255,7 @@ export const SETTINGS = {
     flag: '--backend <path>',
     default: null,
     parse: nullable(parseAbsolutePath),
-    doc: 'The CGI program to run. Default: git-http-backend in `git --exec-path`. SCRIPT_FILENAME from nginx is never run.',
+    doc: 'The CGI program to run for every request (absolute path). Unset: git-http-backend in `git --exec-path` (/usr/lib/git-core on Debian, /usr/libexec/git-core on RHEL). SCRIPT_FILENAME from nginx is never run.',
   }),
   exportAll: def<boolean>({
     section: 'git',
@@ -229,21 +263,23 @@ export const SETTINGS = {
     flag: '--export-all',
     default: false,
     parse: parseBool,
-    doc: 'Serve every repository, not only those with a git-daemon-export-ok file (GIT_HTTP_EXPORT_ALL).',
+    doc: 'Serve every repository under project_root (GIT_HTTP_EXPORT_ALL). false: only repositories that contain a git-daemon-export-ok file; the others get 404.',
   }),
   maxRequestBufferBytes: def<number | null>({
     section: 'git',
     key: 'max_request_buffer',
     default: null,
     parse: nullable(parseSize),
-    doc: "Largest fetch negotiation git http-backend buffers (GIT_HTTP_MAX_REQUEST_BUFFER). Unset: git's default, 10M.",
+    format: (bytes) => (bytes === null ? '' : formatSize(bytes)),
+    doc: "Largest fetch negotiation git http-backend buffers in memory (GIT_HTTP_MAX_REQUEST_BUFFER); a fetch that needs more fails. Unset: git's default, 10M.",
   }),
   receiveMaxInputSizeBytes: def<number | null>({
     section: 'git',
     key: 'receive_max_input_size',
     default: null,
     parse: nullable(parseSize),
-    doc: 'Largest push git accepts (receive.maxInputSize, passed through GIT_CONFIG_COUNT/KEY/VALUE). Unset: no limit.',
+    format: (bytes) => (bytes === null ? '' : formatSize(bytes)),
+    doc: "Largest push git accepts (git's receive.maxInputSize, passed through GIT_CONFIG_COUNT/KEY/VALUE); a larger pack is refused by git. Unset: no limit.",
   }),
   refCacheBytes: def<number>({
     section: 'git',
@@ -251,8 +287,9 @@ export const SETTINGS = {
     flag: '--ref-cache <size>',
     default: 8 * 1024 * 1024,
     parse: parseSize,
-    show: (bytes) => (bytes === 0 ? '0 (off)' : String(bytes)),
-    doc: 'Memory for ref advertisements (the first request of every fetch and clone) kept while nothing they depend on changes: refs, HEAD, packed-refs, config, packs, the git binary, checked with stat() on every request. A repeated advertisement is then served without running git. Only on local filesystems (not NFS/CIFS/FUSE), only for repositories with at most 256 loose refs and directories under refs/. 0: off. A reload (SIGHUP) empties it.',
+    format: formatSize,
+    show: (bytes) => (bytes === 0 ? '0 (off)' : formatSize(bytes)),
+    doc: 'Memory for ref advertisements (the first request of every fetch and clone) kept while nothing they depend on changes (the repository directory and its owner, HEAD, the refs in files or reftable storage, the system, global and repository config, packs, the git binary), checked with stat() on every request. A repeated advertisement is then served without running git. Only on local filesystems (not NFS/CIFS/FUSE), only for repositories with at most 256 loose refs and directories under refs/, only for git releases CI tests (2.39, 2.43, 2.47, 2.55). 0: off. A reload (SIGHUP) empties it.',
   }),
   home: def<string | null>({
     section: 'git',
@@ -260,14 +297,15 @@ export const SETTINGS = {
     default: null,
     parse: nullable((raw) => (raw.trim() === 'none' ? 'none' : parseAbsolutePath(raw))),
     show: (home) => home ?? "(the serving user's home directory)",
-    doc: "HOME for git and its hooks, as sshd sets it, so that the serving user's ~/.gitconfig (safe.directory, ...) is read. Unset: that user's home directory from the password database; none: no HOME at all.",
+    example: { value: '/var/lib/git-fcgi' },
+    doc: "HOME for git and its hooks, as sshd sets it, so that the serving user's ~/.gitconfig (safe.directory, uploadpack.*, ...) is read. Unset: that user's home directory from the password database; none: no HOME at all.",
   }),
   followSymlinks: def<boolean>({
     section: 'git',
     key: 'follow_symlinks',
     default: false,
     parse: parseBool,
-    doc: 'Serve repositories reached through a symbolic link, a gitfile (`.git` file with `gitdir: PATH`) or a `commondir` file, as git would. Whatever is followed, git-fcgi never serves a repository that resolves outside project_root.',
+    doc: 'Serve repositories reached through a symbolic link, a gitfile (a `.git` file with `gitdir: PATH`) or a `commondir` file, as git would. false: such a request gets 404. Whatever is followed, git-fcgi never serves a repository that resolves outside project_root.',
   }),
   logLevel: def<LogLevel>({
     section: 'log',
@@ -275,7 +313,7 @@ export const SETTINGS = {
     flag: '--log-level <level>',
     default: 'info',
     parse: (raw) => parseEnum(raw, ['error', 'warn', 'info', 'debug'] as const),
-    doc: 'error, warn, info or debug.',
+    doc: 'The least severe messages logged: error, warn, info or debug (the most detail).',
   }),
   logFormat: def<LogFormat>({
     section: 'log',
@@ -283,30 +321,46 @@ export const SETTINGS = {
     flag: '--log-format <format>',
     default: 'text',
     parse: (raw) => parseEnum(raw, ['text', 'json'] as const),
-    doc: 'text (key=value, for journald) or json (one object a line).',
+    doc: 'text (a message and key=value pairs, one line each, for journald) or json (one object a line, for log shippers).',
   }),
   logFile: def<string | null>({
     section: 'log',
     key: 'file',
     default: null,
     parse: nullable(parseAbsolutePath),
-    doc: 'Log to this file instead of stderr (stderr goes to the journal under systemd).',
+    example: { value: '/var/log/git-fcgi/git-fcgi.log', note: 'the unit makes /var/log/git-fcgi writable' },
+    doc: 'Log to this file (absolute path, appended to, reopened on SIGHUP for logrotate) instead of stderr. Unset: stderr, which goes to the journal under systemd.',
   }),
   accessLog: def<boolean>({
     section: 'log',
     key: 'access_log',
     default: true,
     parse: parseBool,
-    doc: 'One line per request: id, address, user, method, repository, service, status, bytes, duration, exit code.',
+    doc: 'Log one line per request: id, client address, user, method, repository, service, status, bytes, duration, exit code of git. false: no access log.',
   }),
   accessFile: def<string | null>({
     section: 'log',
     key: 'access_file',
     default: null,
     parse: nullable(parseAbsolutePath),
-    doc: 'Write the access log to this file instead of the main log.',
+    example: { value: '/var/log/git-fcgi/access.log' },
+    doc: 'Write the access log to this file (absolute path, reopened on SIGHUP) instead of the main log. Unset: the main log.',
   }),
 };
+
+/** A value as the ini file writes it, for settings without a `format` of their own. */
+export function formatValue(value: unknown): string {
+  if (value === null) return '';
+  if (Array.isArray(value)) return value.join(', ');
+  if (typeof value === 'object') return formatListen(value as ListenAddress);
+  return String(value);
+}
+
+/** The setting's default as its line in the ini file writes it. */
+export function defaultText<T>(setting: SettingDef<T>): string {
+  if (setting.defaultText !== undefined) return setting.defaultText;
+  return setting.format ? setting.format(setting.default) : formatValue(setting.default);
+}
 
 export type SettingName = keyof typeof SETTINGS;
 type ValueOf<D> = D extends SettingDef<infer T> ? T : never;

@@ -26,6 +26,24 @@ export function parseDuration(raw: string): number {
   return Number(m[1]) * (DURATION_UNITS[(m[2] ?? '').toLowerCase()] ?? 1000);
 }
 
+/** Bytes as the largest exact unit: 262144 -> `256K`, 8388608 -> `8M`, 1000 -> `1000`. */
+export function formatSize(bytes: number): string {
+  for (const unit of ['G', 'M', 'K'] as const) {
+    const factor = SIZE_UNITS[unit.toLowerCase()] ?? 1;
+    if (bytes !== 0 && bytes % factor === 0) return `${bytes / factor}${unit}`;
+  }
+  return String(bytes);
+}
+
+/** Milliseconds as the largest exact unit, never a bare number (which would mean seconds). */
+export function formatDuration(ms: number): string {
+  for (const unit of ['h', 'm', 's'] as const) {
+    const factor = DURATION_UNITS[unit] ?? 1;
+    if (ms !== 0 && ms % factor === 0) return `${ms / factor}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
 export function parseBool(raw: string): boolean {
   const v = raw.trim().toLowerCase();
   if (['true', 'yes', 'on', '1'].includes(v)) return true;
