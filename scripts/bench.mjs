@@ -51,7 +51,8 @@ const LABEL = {
   'git-fcgi-base': 'git-fcgi baseline',
   'git-fcgi-keepalive': 'git-fcgi, kept-alive connections',
 };
-const isGitFcgi = (system) => system === 'git-fcgi' || system === 'git-fcgi-base' || system === 'git-fcgi-keepalive';
+const isGitFcgi = (system) =>
+  system === 'git-fcgi' || system === 'git-fcgi-base' || system === 'git-fcgi-keepalive';
 /** Systems nginx reaches through an upstream of kept-alive connections. */
 const KEPT_ALIVE = new Set(['git-fcgi-keepalive']);
 /** What the slow cases compare: git-fcgi's memory, with fcgiwrap -c 4 for the time. */
@@ -327,7 +328,8 @@ async function setup(manifest) {
     ports[system] = await freePort();
     const slowSock = isGitFcgi(system) ? sock(`${system}-slow`) : sock(system);
     const upstream = KEPT_ALIVE.has(system) ? `kept_alive_${system.replaceAll('-', '_')}` : null;
-    if (upstream) blocks.push(`  upstream ${upstream} {\n    server unix:${sock(system)};\n    keepalive 16;\n  }`);
+    if (upstream)
+      blocks.push(`  upstream ${upstream} {\n    server unix:${sock(system)};\n    keepalive 16;\n  }`);
     blocks.push(`  server {
     listen 127.0.0.1:${ports[system]} backlog=1024;
 ${location('/', sock(system), HTTP_BACKEND, '      fastcgi_param PATH_INFO $uri;\n', upstream)}

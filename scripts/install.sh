@@ -82,6 +82,10 @@ run cp "$SRC/package-lock.json" "$SRC/README.md" "$SRC/LICENSE" "$APP/"
 # 2. The launcher, with the node found now.
 launcher "$NODE" "$PREFIX" >"$TMP/git-fcgi"
 run install -D -m 0755 "$TMP/git-fcgi" "$ROOT$BINDIR/git-fcgi"
+# The man page, beside the launcher: /usr/local/bin -> /usr/local/share/man (man finds it there).
+if [ -f "$SRC/dist/man/git-fcgi.8" ]; then
+  run install -D -m 0644 "$SRC/dist/man/git-fcgi.8" "$ROOT$(dirname "$BINDIR")/share/man/man8/git-fcgi.8"
+fi
 
 # 3. The user git, owning the repositories in /srv/git.
 USERADD=(useradd --system --user-group --home-dir "$GIT_HOME" --no-create-home --shell "$NOLOGIN" "$GIT_USER")

@@ -51,10 +51,7 @@ export SOURCE_DATE_EPOCH
 COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 MAN=$SRC/dist/man/git-fcgi.8
-if [ ! -f "$MAN" ]; then
-  warn "dist/man/git-fcgi.8 is missing (npm run build makes it): the packages have NO MAN PAGE"
-  MAN=
-fi
+[ -f "$MAN" ] || die "dist/man/git-fcgi.8 is missing: run npm run build (it makes the man page) first"
 HELPER=$SRC/dist/git-fcgi-spawnd
 if [ -f "$HELPER" ]; then
   DEB_ARCH=$(dpkg --print-architecture)

@@ -14,7 +14,7 @@ export const AUTH_KEYS = {
   mode: {
     default: 'nginx',
     example: 'htpasswd',
-    doc: 'Who decides who is asking. nginx: trust REMOTE_USER as nginx passes it (fastcgi_param REMOTE_USER $remote_user) after auth_basic, auth_request or a client certificate check; nginx sets $remote_user from any Authorization header, checked or not, so nginx must authenticate every request of the location, and a location for anonymous access must not pass $remote_user. htpasswd: git-fcgi checks the Authorization: Basic header itself against the htpasswd file and ignores REMOTE_USER from nginx; anonymous read with authenticated push then works behind a plain nginx location. htpasswd needs at least one [repo:PATTERN] section.',
+    doc: 'Who decides who is asking. nginx (meaning the front end, whichever it is): trust REMOTE_USER as the front end passes it (nginx: fastcgi_param REMOTE_USER $remote_user) after auth_basic, auth_request or a client certificate check; nginx and HAProxy make a user out of any Authorization header, checked or not, so the front end must check every request that carries credentials, as the shipped examples do. htpasswd: git-fcgi checks the Authorization: Basic header itself against the htpasswd file and ignores REMOTE_USER from nginx; anonymous read with authenticated push then works behind a plain nginx location. htpasswd needs at least one [repo:PATTERN] section.',
   },
   htpasswd: {
     default: '',

@@ -140,14 +140,8 @@ describe('every flag, section and key, in --help, etc/git-fcgi.ini, the man page
     assert.deepEqual(readmeProblems(elsewhere, REFERENCE), ['README: [repo:PATTERN] no `deny_delete`']);
   });
 
-  test(
-    'README.md has every section, key and setting flag in its configuration reference',
-    {
-      todo: 'the README rewrite of issue 15 adds the access sections ([auth], [groups], [repo:PATTERN]) to the reference',
-    },
-    async () => {
-      const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
-      assert.deepEqual(readmeProblems(readme, REFERENCE), []);
-    },
-  );
+  test('README.md has every section, key and setting flag in its configuration reference', async () => {
+    const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
+    assert.deepEqual(readmeProblems(readme, REFERENCE), []);
+  });
 });
