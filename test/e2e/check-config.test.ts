@@ -119,7 +119,10 @@ describe('git-fcgi --check-config (-t)', () => {
     // (User=git). The check passes and says what serving as root would do; serving refuses.
     const asRoot = await checkConfig('-c', rootIni);
     assert.equal(asRoot.code, 0, asRoot.stderr.toString());
-    assert.match(asRoot.stderr.toString(), /note: no \[server\] user: started as root, git-fcgi would refuse/);
+    assert.match(
+      asRoot.stderr.toString(),
+      /note: no \[server\] user: started as root, git-fcgi would refuse/,
+    );
     assert.match(asRoot.stderr.toString(), /configuration .*root\.ini is ok/);
   });
 });
