@@ -26,6 +26,15 @@ export function parseDuration(raw: string): number {
   return Number(m[1]) * (DURATION_UNITS[(m[2] ?? '').toLowerCase()] ?? 1000);
 }
 
+/** Milliseconds as the config file would write them, in the largest unit that is exact: 600000 -> `10m`. */
+export function formatDuration(ms: number): string {
+  for (const unit of ['h', 'm', 's'] as const) {
+    const size = DURATION_UNITS[unit] ?? 1;
+    if (ms > 0 && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
 export function parseBool(raw: string): boolean {
   const v = raw.trim().toLowerCase();
   if (['true', 'yes', 'on', '1'].includes(v)) return true;

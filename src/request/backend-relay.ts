@@ -1,3 +1,4 @@
+import { formatDuration } from '../config/values.js';
 import type { Exchange } from '../exchange.js';
 import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
 import { chunksDone } from '../heap-limits.js';
@@ -282,9 +283,11 @@ export class BackendRelay {
         return;
       }
       this.fail(
-        new GitFcgiError('ERR_IDLE_TIMEOUT', `no data moved for ${this.options.idleTimeoutMs} ms`, {
-          status: 504,
-        }),
+        new GitFcgiError(
+          'ERR_IDLE_TIMEOUT',
+          `no data moved either way for ${formatDuration(this.options.idleTimeoutMs)} (idle_timeout): backend killed`,
+          { status: 504 },
+        ),
       );
     }, delayMs);
   }
