@@ -40,6 +40,15 @@ function getent(database: 'passwd' | 'group', name: string): string[] {
   return (line.split('\n')[0] ?? '').split(':');
 }
 
+/** The name of a uid or gid for messages; the number itself when NSS has none. */
+export function accountName(database: 'passwd' | 'group', id: number): string {
+  try {
+    return getent(database, String(id))[0] || String(id);
+  } catch {
+    return String(id);
+  }
+}
+
 export function lookupUser(name: string): Identity {
   const [user = name, , uid, gid, , home = ''] = getent('passwd', name);
   return { user, uid: Number(uid), gid: Number(gid), home };
@@ -96,6 +105,16 @@ export function backendHome(home: string | null, runAs: Identity | null): string
     return userInfo().homedir || null;
   } catch {
     return null; // a uid without a passwd entry (containers): no HOME, as before
+  }
+}
+
+/** The name of the user the backends run as: `runAs`, else whoever runs git-fcgi. */
+export function servingUser(runAs: Identity | null): string {
+  if (runAs !== null) return runAs.user;
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.() ?? '?'}`; // no passwd entry (containers)
   }
 }
 
