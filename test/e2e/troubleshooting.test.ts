@@ -37,9 +37,13 @@ describe('troubleshooting: the errors the README lists, each with its log line',
   let denied: GitFcgi;
   let nginx: Nginx;
 
-  /** A hand-written location: no auth, default body size (README: what not to do). */
+  /**
+   * A hand-written location: no auth, default body size, and a short fastcgi_read_timeout
+   * (2s standing in for nginx's default 60s). README: what not to do.
+   */
   const bareLocation = (socket: string): string => `
     location / {
+      fastcgi_read_timeout 2s;
       include /etc/nginx/fastcgi_params;
       fastcgi_param PATH_INFO $uri;
       fastcgi_param REMOTE_USER $remote_user;
@@ -99,6 +103,11 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     const hook = join(slow, 'hooks', 'pre-receive');
     await writeFile(hook, '#!/bin/sh\necho "checking with CI..." >&2\ntouch hook-started\nsleep 60\n');
     await chmod(hook, 0o755);
+    // One that hangs without a word, taking anonymous pushes.
+    const silent = await exported('silent.git');
+    await git(suite, ['config', 'http.receivepack', 'true'], { cwd: silent });
+    await writeFile(join(silent, 'hooks', 'pre-receive'), '#!/bin/sh\nsleep 60\n');
+    await chmod(join(silent, 'hooks', 'pre-receive'), 0o755);
     await symlink('open.git', join(root, 'alias.git'));
     // As on a real host, the serving user owns the repositories; one was copied in by root.
     const chown = await run('chown', ['-R', `${TEST_USER}:`, root], { timeoutMs: 10_000 });
@@ -258,8 +267,12 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     const printed = await gitFails(['-C', dir, 'push', 'origin', 'HEAD:refs/heads/big']);
     assert.match(printed, /error: RPC failed; HTTP 413/);
     await nginxLogged(/client intended to send too large chunked body/);
-    // git-fcgi saw a push whose client went away: nginx cut it off.
-    await logged(daemon, mark, /service=git-receive-pack status=499 .*error="ERR_CLIENT_ABORT/);
+    // git-fcgi sees only the connection closed: nginx gave up on the push.
+    await logged(
+      daemon,
+      mark,
+      /service=git-receive-pack status=499 .*error="ERR_CLIENT_ABORT: the front end closed the connection: the client left, or the front end gave up \(its error log says why\)"/,
+    );
   });
 
   test('401, 403, 404 from the [repo:] rules: the rule and where it is', async () => {
@@ -338,5 +351,28 @@ describe('troubleshooting: the errors the README lists, each with its log line',
       /warn request failed .*reason="ERR_IDLE_TIMEOUT: no data moved either way for 5s \(idle_timeout\): backend killed"/,
     );
     await nginxLogged(/upstream sent unsupported FastCGI protocol version: 0 while reading upstream/);
+  });
+
+  test('504 from nginx: fastcgi_read_timeout shorter than a silent hook', async () => {
+    const dir = join(work, 'c-silent');
+    await git(suite, ['clone', '-q', url(1, '/silent.git'), dir], { cwd: work });
+    await git(
+      suite,
+      ['-c', 'user.name=a', '-c', 'user.email=a@a', 'commit', '-q', '--allow-empty', '-m', 'x'],
+      {
+        cwd: dir,
+      },
+    );
+    const mark = daemon.logs().length;
+    const printed = await gitFails(['-C', dir, 'push', 'origin', 'HEAD:refs/heads/main']);
+    assert.match(printed, /error: RPC failed; HTTP 504 curl 22 The requested URL returned error: 504/);
+    await nginxLogged(
+      /upstream timed out \(110: Connection timed out\) while reading response header from upstream/,
+    );
+    await logged(
+      daemon,
+      mark,
+      /service=git-receive-pack status=499 .*error="ERR_CLIENT_ABORT: the front end closed/,
+    );
   });
 });
