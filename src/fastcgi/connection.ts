@@ -355,7 +355,7 @@ const CUT_OFF_GRACE_MS = 2000;
 function clientGone(): GitFcgiError {
   return new GitFcgiError(
     'ERR_CLIENT_ABORT',
-    'the front end closed the connection: the client left, or the front end gave up (its error log says why)',
+    'the front end closed the connection: the client left, or the front end gave up (its log says why)',
     { status: 499 },
   );
 }

@@ -83,6 +83,20 @@ describe('troubleshooting: the errors the README lists, each with its log line',
 
   const lineOf = (text: string, needle: string): number => text.split('\n').indexOf(needle) + 1;
 
+  /** A test whose failure shows what git-fcgi and nginx logged meanwhile. */
+  const reproduce = (name: string, body: () => Promise<void>): void => {
+    test(name, async () => {
+      const mark = daemon.logs().length;
+      const nginxMark = (await nginx.errorLog()).length;
+      try {
+        await body();
+      } catch (error) {
+        const logs = `--- git-fcgi ---\n${daemon.logs().slice(mark)}\n--- nginx ---\n${(await nginx.errorLog()).slice(nginxMark)}`;
+        throw new Error(`${String(error)}\n${logs}`, { cause: error });
+      }
+    });
+  };
+
   before(async () => {
     await ensureTestUser();
     root = await tmpDir(suite, 'trouble-root-');
@@ -98,11 +112,22 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     await exported('other/x.git');
     const anon = await exported('anon.git');
     await git(suite, ['config', 'http.receivepack', 'true'], { cwd: anon });
+    // A pre-receive hook that says something, then waits (on a CI system, say) until the test
+    // releases it. git sends keepalives while hooks run (receive.keepAlive, 5s by default; 1s
+    // here), so idle_timeout does not end it: it holds its backend as long as it waits.
     const slow = await exported('slow.git');
-    // A pre-receive hook that says something, then hangs (waiting on a CI system, say).
-    const hook = join(slow, 'hooks', 'pre-receive');
-    await writeFile(hook, '#!/bin/sh\necho "checking with CI..." >&2\ntouch hook-started\nsleep 60\n');
-    await chmod(hook, 0o755);
+    await git(suite, ['config', 'receive.keepAlive', '1'], { cwd: slow });
+    const waits =
+      'echo "checking with CI..." >&2\ntouch hook-started\nwhile [ ! -e release ]; do sleep 0.1; done\n';
+    await writeFile(join(slow, 'hooks', 'pre-receive'), `#!/bin/sh\n${waits}`);
+    await chmod(join(slow, 'hooks', 'pre-receive'), 0o755);
+    // One that says something, then hangs: idle_timeout (3s) comes before git's first keepalive (5s).
+    const hung = await exported('hung.git');
+    await writeFile(
+      join(hung, 'hooks', 'pre-receive'),
+      '#!/bin/sh\necho "checking with CI..." >&2\nsleep 60\n',
+    );
+    await chmod(join(hung, 'hooks', 'pre-receive'), 0o755);
     // One that hangs without a word, taking anonymous pushes.
     const silent = await exported('silent.git');
     await git(suite, ['config', 'http.receivepack', 'true'], { cwd: silent });
@@ -128,7 +153,7 @@ describe('troubleshooting: the errors the README lists, each with its log line',
       'max_children = 1',
       'queue = 1',
       'queue_timeout = 2s',
-      'idle_timeout = 5s',
+      'idle_timeout = 3s',
       'status_path = /git-fcgi-status',
       '[git]',
       `project_root = ${root}`,
@@ -174,7 +199,7 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     await assertNoGitProcesses(root, { withinMs: 5000 });
   });
 
-  test('502: nginx may not open the socket; the listening line shows its owner and mode', async () => {
+  reproduce('502: nginx may not open the socket; the listening line shows its owner and mode', async () => {
     const printed = await gitFails(['clone', url(2, '/open.git'), 'c-502']);
     assert.match(printed, /The requested URL returned error: 502/);
     await nginxLogged(new RegExp(`connect\\(\\) to unix:${deniedSock} failed \\(13: Permission denied\\)`));
@@ -193,7 +218,7 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     await git(suite, ['clone', '-q', url(0, '/open.git'), 'c-ok'], { cwd: work });
   });
 
-  test('git-fcgi does not start: the file and line, or the setting, and why', async () => {
+  reproduce('git-fcgi does not start: the file and line, or the setting, and why', async () => {
     const start = async (text: string): Promise<string> => {
       const file = join(work, 'broken.ini');
       await writeFile(file, text);
@@ -201,7 +226,7 @@ describe('troubleshooting: the errors the README lists, each with its log line',
       assert.equal(result.code, 1, result.stderr.toString());
       return result.stderr.toString();
     };
-    const typo = await start(iniText.replace('idle_timeout = 5s', 'idle_timout = 3s'));
+    const typo = await start(iniText.replace('idle_timeout = 3s', 'idle_timout = 3s'));
     assert.match(typo, /^git-fcgi: .*broken\.ini:8: unknown key "idle_timout" in \[server\]$/m);
     const group = await start(iniText.replace(`:${NGINX_USER}`, ':no-such-group-x'));
     assert.match(
@@ -212,7 +237,7 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     assert.match(asRoot, /^git-fcgi: ERR_PRIVILEGES: refusing to run as root: set user/m);
   });
 
-  test('404: not exported; git-fcgi says which file is missing', async () => {
+  reproduce('404: not exported; git-fcgi says which file is missing', async () => {
     const mark = daemon.logs().length;
     const printed = await gitFails(['clone', url(0, '/unexported.git'), 'c-404']);
     assert.match(printed, /fatal: repository '.*\/unexported\.git\/' not found/);
@@ -227,7 +252,7 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     );
   });
 
-  test('500: dubious ownership; git-fcgi names the user git runs as', async () => {
+  reproduce('500: dubious ownership; git-fcgi names the user git runs as', async () => {
     const mark = daemon.logs().length;
     const printed = await gitFails(['clone', url(0, '/rootowned.git'), 'c-500']);
     assert.match(printed, /The requested URL returned error: 500/);
@@ -241,7 +266,7 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     );
   });
 
-  test('403 on push: no login asked, so no REMOTE_USER', async () => {
+  reproduce('403 on push: no login asked, so no REMOTE_USER', async () => {
     await git(suite, ['clone', '-q', url(1, '/open.git'), 'c-403'], { cwd: work });
     const mark = daemon.logs().length;
     const printed = await gitFails(['-C', 'c-403', 'push', 'origin', 'HEAD:refs/heads/x']);
@@ -255,7 +280,7 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     );
   });
 
-  test("413: nginx's client_max_body_size", async () => {
+  reproduce("413: nginx's client_max_body_size", async () => {
     const dir = join(work, 'c-413');
     await git(suite, ['clone', '-q', url(1, '/anon.git'), dir], { cwd: work });
     await writeFile(join(dir, 'big.bin'), randomBytes(3 * 1024 * 1024));
@@ -271,11 +296,11 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     await logged(
       daemon,
       mark,
-      /service=git-receive-pack status=499 .*error="ERR_CLIENT_ABORT: the front end closed the connection: the client left, or the front end gave up \(its error log says why\)"/,
+      /service=git-receive-pack status=499 .*error="ERR_CLIENT_ABORT: the front end closed the connection: the client left, or the front end gave up \(its log says why\)"/,
     );
   });
 
-  test('401, 403, 404 from the [repo:] rules: the rule and where it is', async () => {
+  reproduce('401, 403, 404 from the [repo:] rules: the rule and where it is', async () => {
     const at = `[repo:team/*] at ${ini}:${lineOf(iniText, '[repo:team/*]')}`;
     const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     let mark = daemon.logs().length;
@@ -294,7 +319,7 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     await logged(daemon, mark, /ERR_NOT_FOUND: no \[repo:…\] section matches other\/x\.git/);
   });
 
-  test('404: a repository reached through a symlink', async () => {
+  reproduce('404: a repository reached through a symlink', async () => {
     const mark = daemon.logs().length;
     assert.match(await gitFails(['clone', url(0, '/alias.git'), 'c-link']), /not found/);
     await logged(
@@ -306,54 +331,78 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     );
   });
 
-  test('503 when every backend is busy, 504 when a hook hangs (idle_timeout)', async () => {
-    const status = async (): Promise<string> => (await fetch(url(0, '/git-fcgi-status'))).text();
-    const slow = join(work, 'c-slow');
-    await git(suite, ['clone', '-q', url(0, '/slow.git'), slow], { cwd: work });
+  /** A clone of `repo` through server 0 with one new commit, and its push URL as alice. */
+  async function commitToPush(repo: string): Promise<{ dir: string; pushUrl: string }> {
+    const dir = join(work, `c-${repo}`);
+    await git(suite, ['clone', '-q', url(0, `/${repo}`), dir], { cwd: work });
     await git(
       suite,
       ['-c', 'user.name=a', '-c', 'user.email=a@a', 'commit', '-q', '--allow-empty', '-m', 'x'],
-      { cwd: slow },
+      { cwd: dir },
     );
+    return { dir, pushUrl: url(0, `/${repo}`).replace('//', '//alice:alice-pw@') };
+  }
+
+  reproduce('503 when every backend is busy (a hook that waits holds one)', async () => {
+    const status = async (): Promise<string> => (await fetch(url(0, '/git-fcgi-status'))).text();
+    const { dir, pushUrl } = await commitToPush('slow.git');
     const mark = daemon.logs().length;
-    const alice = url(0, '/slow.git').replace('//', '//alice:alice-pw@');
-    // The push holds the only backend (max_children = 1) while its hook hangs.
-    const push = gitFails(['-C', slow, 'push', alice, 'HEAD:refs/heads/main']);
-    await waitFor(
-      async () => (await stat(join(root, 'slow.git', 'hook-started')).catch(() => null)) !== null,
-      {
-        timeoutMs: 10_000,
-        what: 'the pre-receive hook to start',
-      },
-    );
-    // One clone waits in the queue (queue = 1) ...
-    const queued = gitFails(['clone', url(0, '/open.git'), 'c-queued']);
-    await waitFor(async () => /^queued requests:\s+1$/m.test(await status()), {
-      timeoutMs: 10_000,
-      what: 'a queued request',
+    // The push holds the only backend (max_children = 1) while its hook waits.
+    const push = run('git', ['-C', dir, 'push', pushUrl, 'HEAD:refs/heads/main'], {
+      env: await gitEnv(suite),
+      timeoutMs: 60_000,
     });
-    // ... the next finds the queue full.
-    assert.match(await gitFails(['clone', url(0, '/open.git'), 'c-full']), /returned error: 503/);
-    assert.match(await queued, /returned error: 503/);
-    await logged(
-      daemon,
-      mark,
-      /warn request refused .*status=503 reason="ERR_OVERLOADED: all backends busy \(max_children = 1\) and the queue full \(queue = 1\)"/,
-      /warn request refused .*status=503 reason="ERR_QUEUE_TIMEOUT: no backend free \(max_children = 1\) after 2s in the queue \(queue_timeout\)"/,
-    );
-    // The hook is killed after idle_timeout; it had spoken, so the response is cut off.
+    push.catch(() => undefined); // awaited below; an earlier failure must not leave it unhandled
+    try {
+      await waitFor(
+        async () => (await stat(join(root, 'slow.git', 'hook-started')).catch(() => null)) !== null,
+        { timeoutMs: 10_000, what: 'the pre-receive hook to start' },
+      );
+      // One clone waits in the queue (queue = 1) ...
+      const queued = gitFails(['clone', url(0, '/open.git'), 'c-queued']);
+      queued.catch(() => undefined);
+      await waitFor(async () => /^queued requests:\s+1$/m.test(await status()), {
+        timeoutMs: 10_000,
+        what: 'a queued request',
+      });
+      // ... the next finds the queue full.
+      assert.match(await gitFails(['clone', url(0, '/open.git'), 'c-full']), /returned error: 503/);
+      assert.match(await queued, /returned error: 503/);
+      await logged(
+        daemon,
+        mark,
+        /warn request refused .*status=503 reason="ERR_OVERLOADED: all backends busy \(max_children = 1\) and the queue full \(queue = 1\)"/,
+        /warn request refused .*status=503 reason="ERR_QUEUE_TIMEOUT: no backend free \(max_children = 1\) after 2s in the queue \(queue_timeout\)"/,
+      );
+    } finally {
+      await writeFile(join(root, 'slow.git', 'release'), '');
+    }
+    // Held for longer than idle_timeout, and not ended by it: git's keepalives moved.
     const pushed = await push;
-    assert.match(pushed, /remote: checking with CI\.\.\./);
-    assert.match(pushed, /error: RPC failed; curl 18 transfer closed with outstanding read data remaining/);
-    await logged(
-      daemon,
-      mark,
-      /warn request failed .*reason="ERR_IDLE_TIMEOUT: no data moved either way for 5s \(idle_timeout\): backend killed"/,
-    );
-    await nginxLogged(/upstream sent unsupported FastCGI protocol version: 0 while reading upstream/);
+    assert.equal(pushed.code, 0, pushed.stderr.toString());
+    assert.match(pushed.stderr.toString(), /remote: checking with CI\.\.\./);
+    assert.doesNotMatch(daemon.logs().slice(mark), /ERR_IDLE_TIMEOUT/);
   });
 
-  test('504 from nginx: fastcgi_read_timeout shorter than a silent hook', async () => {
+  reproduce(
+    "504 or a cut-off push: a hook that hangs past idle_timeout, before git's first keepalive",
+    async () => {
+      const { dir, pushUrl } = await commitToPush('hung.git');
+      const mark = daemon.logs().length;
+      const pushed = await gitFails(['-C', dir, 'push', pushUrl, 'HEAD:refs/heads/main']);
+      // It had spoken, so the response had begun: git-fcgi cuts it off.
+      assert.match(pushed, /remote: checking with CI\.\.\./);
+      assert.match(pushed, /error: RPC failed; curl 18 transfer closed with outstanding read data remaining/);
+      await logged(
+        daemon,
+        mark,
+        /warn request failed .*reason="ERR_IDLE_TIMEOUT: no data moved either way for 3s \(idle_timeout\): backend killed"/,
+      );
+      await nginxLogged(/upstream sent unsupported FastCGI protocol version: 0 while reading upstream/);
+    },
+  );
+
+  reproduce('504 from nginx: fastcgi_read_timeout shorter than a silent hook', async () => {
     const dir = join(work, 'c-silent');
     await git(suite, ['clone', '-q', url(1, '/silent.git'), dir], { cwd: work });
     await git(

@@ -95,7 +95,7 @@ describe('FastCGI connection: lifecycle', OPTIONS, () => {
     assert.deepEqual(abortReason(exchange), {
       code: 'ERR_CLIENT_ABORT',
       message:
-        'the front end closed the connection: the client left, or the front end gave up (its error log says why)',
+        'the front end closed the connection: the client left, or the front end gave up (its log says why)',
     });
     await closed;
     // Ending or aborting afterwards is harmless.
