@@ -144,7 +144,10 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     await chmod(sockDir, 0o755);
     sock = join(sockDir, 'git-fcgi.sock');
     deniedSock = join(sockDir, 'denied.sock');
-    ini = join(await tmpDir(suite, 'trouble-ini-'), 'git-fcgi.ini');
+    // Readable by the serving user, as /etc/git-fcgi is: reloads read it after the privilege drop.
+    const iniDir = await tmpDir(suite, 'trouble-ini-');
+    await chmod(iniDir, 0o755);
+    ini = join(iniDir, 'git-fcgi.ini');
     iniText = [
       '[server]',
       `listen = unix:${sock}`,
@@ -235,6 +238,22 @@ describe('troubleshooting: the errors the README lists, each with its log line',
     );
     const asRoot = await start(iniText.replace(`user = ${TEST_USER}\n`, ''));
     assert.match(asRoot, /^git-fcgi: ERR_PRIVILEGES: refusing to run as root: set user/m);
+    // The same mistake on a reload is refused; the running configuration keeps serving.
+    const mark = daemon.logs().length;
+    await writeFile(ini, iniText.replace('max_children = 1', 'max_children = lots'));
+    try {
+      process.kill(daemon.pid, 'SIGHUP');
+      const line = lineOf(iniText, 'max_children = 1');
+      await logged(
+        daemon,
+        mark,
+        new RegExp(
+          `error reload refused, keeping the running configuration reason="ERR_CONFIG: ${ini}:${line}: \\[server\\] max_children: expected a whole number from 1 to 100000, got \\\\"lots\\\\""`,
+        ),
+      );
+    } finally {
+      await writeFile(ini, iniText);
+    }
   });
 
   reproduce('404: not exported; git-fcgi says which file is missing', async () => {
