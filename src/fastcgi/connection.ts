@@ -347,6 +347,15 @@ const INVALID_RECORD = Buffer.alloc(8);
 /** How long a cut-off connection may take to flush before it is destroyed. */
 const CUT_OFF_GRACE_MS = 2000;
 
+/**
+ * nginx closes the connection both when its client leaves and when it gives up on a request
+ * itself (client_max_body_size, fastcgi_read_timeout): git-fcgi cannot tell which, nginx's
+ * error log can.
+ */
 function clientGone(): GitFcgiError {
-  return new GitFcgiError('ERR_CLIENT_ABORT', 'client closed the connection', { status: 499 });
+  return new GitFcgiError(
+    'ERR_CLIENT_ABORT',
+    'the front end closed the connection: the client left, or the front end gave up (its log says why)',
+    { status: 499 },
+  );
 }

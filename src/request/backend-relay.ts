@@ -1,3 +1,4 @@
+import { formatDuration } from '../config/values.js';
 import type { Exchange } from '../exchange.js';
 import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
 import { chunksDone } from '../heap-limits.js';
@@ -19,6 +20,8 @@ export interface RelayOptions {
    * relay with `retry` instead of an answer.
    */
   readonly prelude?: { readonly head: CgiHead; readonly body: Buffer };
+  /** A line to log after one of the backend's stderr lines, saying what to do about it. */
+  readonly hint?: (stderrLine: string) => string | null;
   /** Sees every body byte sent, in order; `bytes` may be reused after the call returns. */
   readonly tap?: (bytes: Buffer) => void;
 }
@@ -66,7 +69,11 @@ export class BackendRelay {
     private readonly backend: BackendProcess,
     private readonly options: RelayOptions,
   ) {
-    this.stderr = new StderrLines((line) => options.log.warn(`backend: ${line}`));
+    this.stderr = new StderrLines((line) => {
+      options.log.warn(`backend: ${line}`);
+      const hint = options.hint?.(line);
+      if (hint) options.log.warn(hint);
+    });
     this.head = options.prelude?.head ?? null;
     this.preludeBody = options.prelude?.body ?? null;
   }
@@ -282,9 +289,11 @@ export class BackendRelay {
         return;
       }
       this.fail(
-        new GitFcgiError('ERR_IDLE_TIMEOUT', `no data moved for ${this.options.idleTimeoutMs} ms`, {
-          status: 504,
-        }),
+        new GitFcgiError(
+          'ERR_IDLE_TIMEOUT',
+          `no data moved either way for ${formatDuration(this.options.idleTimeoutMs)} (idle_timeout): backend killed`,
+          { status: 504 },
+        ),
       );
     }, delayMs);
   }

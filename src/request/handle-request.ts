@@ -9,6 +9,7 @@ import { derivePathInfo, parseGitTarget, splitPathHint, type GitTarget } from '.
 import { locateRepository, type Repository } from './locate-repository.js';
 import type { Spawner } from './backend-process.js';
 import { sendError } from './error-response.js';
+import { backendHint } from './backend-hints.js';
 import { BackendRelay, type RelayOptions, type RelayResult } from './backend-relay.js';
 import type { RefAdvertisementCache } from '../advertisement/cache.js';
 import type { CgiHead } from './cgi-headers.js';
@@ -26,6 +27,8 @@ export interface HandlerSettings extends AccessSettings {
   readonly idleTimeoutMs: number;
   readonly killGraceMs: number;
   readonly serverSoftware: string;
+  /** The user the backends run as (for hints in the log). */
+  readonly servingUser: string;
   /** HOME for the backends (resolved from `home`); null: none. */
   readonly home: string | null;
   /** The [env] section. */
@@ -209,6 +212,12 @@ async function runBackend(
       killGraceMs: settings.killGraceMs,
       contentLength: contentLengthOf(exchange.params),
       log,
+      hint: (line) =>
+        backendHint(line, {
+          servingUser: settings.servingUser,
+          home: settings.home,
+          remoteUser: Boolean(how.env.REMOTE_USER),
+        }),
     };
     const run = async (
       program: string,

@@ -1,3 +1,4 @@
+import { formatDuration } from '../config/values.js';
 import { GitFcgiError } from '../errors.js';
 
 export interface LimiterSettings {
@@ -55,7 +56,10 @@ export class Limiter {
     }
     if (this.waiting.length >= this.settings.queue) {
       return Promise.reject(
-        busy('ERR_OVERLOADED', `all ${this.settings.maxChildren} backends busy and the queue is full`),
+        busy(
+          'ERR_OVERLOADED',
+          `all backends busy (max_children = ${this.settings.maxChildren}) and the queue full (queue = ${this.settings.queue})`,
+        ),
       );
     }
     return new Promise((resolve, reject) => {
@@ -69,10 +73,16 @@ export class Limiter {
         reject(err);
       };
       const onAbort = (): void => leave(signal.reason);
-      const timer = setTimeout(
-        () => leave(busy('ERR_QUEUE_TIMEOUT', `no backend free after ${queueTimeoutMs} ms in the queue`)),
-        queueTimeoutMs,
-      );
+      const timer = setTimeout(() => {
+        const waited = formatDuration(queueTimeoutMs);
+        const busyWith = `max_children = ${this.settings.maxChildren}`;
+        leave(
+          busy(
+            'ERR_QUEUE_TIMEOUT',
+            `no backend free (${busyWith}) after ${waited} in the queue (queue_timeout)`,
+          ),
+        );
+      }, queueTimeoutMs);
       const waiter: Waiter = {
         grant: (release) => {
           clearTimeout(timer);

@@ -2,6 +2,7 @@ import { chmodSync, chownSync, fstatSync, lstatSync, statSync, unlinkSync } from
 import net from 'node:net';
 import { GitFcgiError } from '../errors.js';
 import { formatListen, type ListenAddress } from '../config/values.js';
+import { accountName } from './privileges.js';
 
 /** Where a FastCGI server ended up listening, and how to clean up after it. */
 export interface Bound {
@@ -123,9 +124,11 @@ export async function bindFastCgi(
     unlinkSync(path);
     throw listenError(`cannot set owner or mode of ${path}: ${(err as Error).message}`, err);
   }
-  const { ino } = statSync(path);
+  const { ino, uid, gid, mode } = statSync(path);
+  // The front end's workers must be this user or in this group (nginx's "13: Permission denied").
+  const access = `owner ${accountName('passwd', uid)}:${accountName('group', gid)}, mode 0${(mode & 0o777).toString(8)}`;
   return {
-    description,
+    description: `${description} (${access})`,
     cleanup: () => {
       try {
         if (lstatSync(path).ino === ino) unlinkSync(path);

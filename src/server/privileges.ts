@@ -24,9 +24,9 @@ function privilegeError(message: string, cause?: unknown): GitFcgiError {
 
 /**
  * One passwd or group entry through NSS (getent), so LDAP/SSSD accounts work as they do for
- * chown(1). Node has no getpwnam.
+ * chown(1). Node has no getpwnam. `setting` names where the name came from, for the error.
  */
-function getent(database: 'passwd' | 'group', name: string): string[] {
+function getent(database: 'passwd' | 'group', name: string, setting?: string): string[] {
   let line: string;
   try {
     line = execFileSync('getent', [database, name], {
@@ -35,18 +35,28 @@ function getent(database: 'passwd' | 'group', name: string): string[] {
     });
   } catch (err) {
     const what = database === 'passwd' ? 'user' : 'group';
-    throw privilegeError(`no such ${what}: ${name}`, err);
+    const where = setting === undefined ? '' : `[server] ${setting}: `;
+    throw privilegeError(`${where}no such ${what}: ${name}`, err);
   }
   return (line.split('\n')[0] ?? '').split(':');
 }
 
-export function lookupUser(name: string): Identity {
-  const [user = name, , uid, gid, , home = ''] = getent('passwd', name);
+/** The name of a uid or gid for messages; the number itself when NSS has none. */
+export function accountName(database: 'passwd' | 'group', id: number): string {
+  try {
+    return getent(database, String(id))[0] || String(id);
+  } catch {
+    return String(id);
+  }
+}
+
+export function lookupUser(name: string, setting?: string): Identity {
+  const [user = name, , uid, gid, , home = ''] = getent('passwd', name, setting);
   return { user, uid: Number(uid), gid: Number(gid), home };
 }
 
-export function lookupGroup(name: string): number {
-  const [, , gid] = getent('group', name);
+export function lookupGroup(name: string, setting?: string): number {
+  const [, , gid] = getent('group', name, setting);
   return Number(gid);
 }
 
@@ -56,14 +66,14 @@ export function resolveRunAs(user: string | null, group: string | null): Identit
     if (group !== null) throw privilegeError('group is set without user: set user as well');
     return null;
   }
-  const identity = lookupUser(user);
-  return group === null ? identity : { ...identity, gid: lookupGroup(group) };
+  const identity = lookupUser(user, 'user');
+  return group === null ? identity : { ...identity, gid: lookupGroup(group, 'group') };
 }
 
 export function resolveOwner(owner: Owner): NumericOwner {
   return {
-    uid: owner.user === null ? -1 : lookupUser(owner.user).uid,
-    gid: owner.group === null ? -1 : lookupGroup(owner.group),
+    uid: owner.user === null ? -1 : lookupUser(owner.user, 'socket_owner').uid,
+    gid: owner.group === null ? -1 : lookupGroup(owner.group, 'socket_owner'),
   };
 }
 
@@ -96,6 +106,16 @@ export function backendHome(home: string | null, runAs: Identity | null): string
     return userInfo().homedir || null;
   } catch {
     return null; // a uid without a passwd entry (containers): no HOME, as before
+  }
+}
+
+/** The name of the user the backends run as: `runAs`, else whoever runs git-fcgi. */
+export function servingUser(runAs: Identity | null): string {
+  if (runAs !== null) return runAs.user;
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.() ?? '?'}`; // no passwd entry (containers)
   }
 }
 

@@ -17,6 +17,7 @@ import {
   dropPrivileges,
   resolveOwner,
   resolveRunAs,
+  servingUser,
   type Identity,
   type NumericOwner,
 } from './privileges.js';
@@ -188,6 +189,7 @@ export class Service {
       backend: this.options.backendFor(config),
       serverSoftware: this.options.serverSoftware,
       home: backendHome(config.home, this.checked.runAs),
+      servingUser: servingUser(this.checked.runAs),
     });
   }
 }

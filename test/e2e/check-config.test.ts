@@ -112,7 +112,7 @@ describe('git-fcgi --check-config (-t)', () => {
     const err = result.stderr.toString();
     assert.match(err, /\[git\] backend: .* is not an executable file/);
     assert.match(err, /\[git\] project_root: .* is not a directory/);
-    assert.match(err, /no such user: no-such-user-x/);
+    assert.match(err, /\[server\] user: no such user: no-such-user-x/);
     const rootIni = join(dir, 'root.ini');
     await writeFile(rootIni, '[git]\nexport_all = true\n');
     // `sudo git-fcgi -c FILE -t` as `nginx -t`: a file without `user` is meant for the units

@@ -117,7 +117,7 @@ describe('socket, privileges and pid file', () => {
     const args = [cliPath, '--listen', `unix:${sock}`, '--user', 'no-such-user-x'];
     const result = await run(process.execPath, args, { timeoutMs: 10_000 });
     assert.equal(result.code, 1);
-    assert.match(result.stderr.toString(), /ERR_PRIVILEGES: no such user: no-such-user-x/);
+    assert.match(result.stderr.toString(), /ERR_PRIVILEGES: \[server\] user: no such user: no-such-user-x/);
     await assert.rejects(stat(sock), /ENOENT/);
   });
 });

@@ -12,6 +12,11 @@ export interface NginxConfig {
   /** Raw directives inside `http { }`, before the servers. */
   readonly httpExtra?: string;
   readonly workerProcesses?: number;
+  /**
+   * The workers' user; root unless given. Another user's workers meet the permissions a real
+   * install has (the socket's owner and mode); the prefix is then opened up for them.
+   */
+  readonly user?: string;
 }
 
 /**
@@ -36,7 +41,8 @@ export function renderConf(prefix: string, ports: readonly number[], config: Ngi
   });
   return [
     'daemon off;', // run in the foreground so the harness owns the master process and its group
-    'user root;', // tests run as root; without this workers become nobody and cannot reach temp dirs
+    // Tests run as root; without this workers become nobody and cannot reach temp dirs.
+    `user ${config.user ?? 'root'};`,
     `worker_processes ${config.workerProcesses ?? 1};`,
     `pid ${confPath(pidPath(prefix))};`,
     `error_log ${confPath(errorLogPath(prefix))} info;`,

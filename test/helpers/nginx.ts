@@ -1,4 +1,4 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defer, type Cleanup } from './cleanup.js';
 import { DeadlineError, waitFor } from './deadline.js';
@@ -55,6 +55,7 @@ const nginxArgs = (prefix: string, confFile: string): string[] => [
 /** Starts nginx in a temp prefix with one `listen 127.0.0.1:PORT` per server; `t` stops it and removes the prefix. */
 export async function startNginx(t: Cleanup, opts: StartNginxOptions): Promise<Nginx> {
   const prefix = await tmpDir(t, 'nginx-');
+  if (opts.user !== undefined) await chmod(prefix, 0o755);
   const confFile = join(prefix, 'nginx.conf');
   const errorLog = (): Promise<string> => readFile(errorLogPath(prefix), 'utf8').catch(() => '');
   // Ports from freePort() can be taken by someone else before nginx binds them; then try fresh ones.

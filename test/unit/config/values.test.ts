@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseClients, parseOwner, parseUrlPath } from '../../../src/config/values.js';
+import {
+  formatDuration,
+  parseClients,
+  parseDuration,
+  parseOwner,
+  parseUrlPath,
+} from '../../../src/config/values.js';
 
 describe('ops value parsers', () => {
   it('socket_owner takes user, user:group and :group', () => {
@@ -22,5 +28,20 @@ describe('ops value parsers', () => {
   it('ping_path and status_path are plain absolute paths', () => {
     assert.equal(parseUrlPath('/git-fcgi-status'), '/git-fcgi-status');
     for (const bad of ['status', '/a b', '/../x', '/x?json']) assert.throws(() => parseUrlPath(bad), bad);
+  });
+
+  it('durations are written back in the largest exact unit, as the config file takes them', () => {
+    const cases: Array<[number, string]> = [
+      [600_000, '10m'],
+      [3_600_000, '1h'],
+      [90_000, '90s'],
+      [2000, '2s'],
+      [1500, '1500ms'],
+      [0, '0ms'],
+    ];
+    for (const [ms, text] of cases) {
+      assert.equal(formatDuration(ms), text);
+      assert.equal(parseDuration(text), ms, text);
+    }
   });
 });

@@ -94,7 +94,8 @@ describe('FastCGI connection: lifecycle', OPTIONS, () => {
     await deadline(once(exchange.signal, 'abort'), 'abort');
     assert.deepEqual(abortReason(exchange), {
       code: 'ERR_CLIENT_ABORT',
-      message: 'client closed the connection',
+      message:
+        'the front end closed the connection: the client left, or the front end gave up (its log says why)',
     });
     await closed;
     // Ending or aborting afterwards is harmless.

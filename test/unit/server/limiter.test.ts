@@ -46,6 +46,8 @@ describe('Limiter', () => {
     const err = await rejection(limiter.acquire(live));
     assert.ok(isGitFcgiError(err));
     assert.equal(err.code, 'ERR_OVERLOADED');
+    // The log line names the settings to raise (README: Troubleshooting).
+    assert.equal(err.message, 'all backends busy (max_children = 2) and the queue full (queue = 1)');
     assert.equal(err.status, 503);
     assert.deepEqual(err.headers, [['Retry-After', '5']]);
   });
@@ -87,6 +89,7 @@ describe('Limiter', () => {
     const err = await rejection(limiter.acquire(live));
     assert.ok(isGitFcgiError(err));
     assert.equal(err.code, 'ERR_QUEUE_TIMEOUT');
+    assert.equal(err.message, 'no backend free (max_children = 1) after 20ms in the queue (queue_timeout)');
     assert.equal(err.status, 503);
     assert.equal(limiter.queued, 0);
   });
