@@ -21,15 +21,14 @@ import {
   ALICE,
   TRUSTING_RULES,
   anonymousPushAsksForLogin,
-  basic,
   bigPush,
   cloneV0,
   cloneV2,
-  cloneWithCommit,
   createFixtures,
   disconnectMidClone,
   dumbAndNotFound,
   dumbBigPack,
+  forgedAuthorizationRefused,
   gitFcgiChecksPasswords,
   pushAsAlice,
   shallowClone,
@@ -153,68 +152,17 @@ describe(SUITE, { skip: skipWithout('caddy') }, () => {
 
   for (const variant of [1, 2] as const) {
     test(`variant ${variant}: a forged Authorization header never gets a push or a protected read`, async () => {
-      const caddy = variant === 1 ? caddy1 : caddy2;
-      const forged = [
-        basic('alice', 'wrong'),
-        basic('mallory', 'x'),
-        basic('mallory', ''),
-        'Basic !!!not-base64!!!',
-        'Bearer token',
-      ];
-      const targets: Array<[string, string]> = [
-        ['GET', '/demo.git/info/refs?service=git-receive-pack'],
-        ['POST', '/demo.git/git-receive-pack'],
-        ['GET', '/secret.git/info/refs?service=git-upload-pack'],
-        ['GET', '/secret.git/HEAD'],
-        ['GET', '/demo.git/info/refs?service=git-upload-pack'],
-      ];
-      for (const authorization of forged) {
-        for (const [method, path] of targets) {
-          const got = await status(caddy.url(path), {
-            method,
-            headers: {
-              Authorization: authorization,
-              'Content-Type': 'application/x-git-receive-pack-request',
-            },
-          });
-          assert.equal(got, 401, `${method} ${path} with ${authorization}`);
-        }
-      }
+      const target = variant === 1 ? target1 : target2;
+      await forgedAuthorizationRefused(target, `v${variant}`);
       // Headers that name a user are only headers (HTTP_*), never REMOTE_USER.
       const named = { 'Remote-User': 'alice', 'X-Remote-User': 'alice', 'X-Forwarded-User': 'alice' };
       assert.equal(
-        await status(caddy.url('/demo.git/info/refs?service=git-receive-pack'), { headers: named }),
+        await status(`${target.base}/demo.git/info/refs?service=git-receive-pack`, { headers: named }),
         401,
       );
       assert.equal(
-        await status(caddy.url('/secret.git/info/refs?service=git-upload-pack'), { headers: named }),
+        await status(`${target.base}/secret.git/info/refs?service=git-upload-pack`, { headers: named }),
         401,
-      );
-      const { dir } = await cloneWithCommit(target1, `forger${variant}`);
-      await assert.rejects(
-        git(suite, ['push', '-q', url(caddy, '/demo.git', 'mallory:x'), `HEAD:refs/heads/forged${variant}`], {
-          cwd: dir,
-        }),
-      );
-      await assert.rejects(git(suite, ['ls-remote', url(caddy, '/secret.git', 'alice:wrong')]));
-      await assert.rejects(
-        git(suite, ['ls-remote', url(caddy, '/secret.git')]),
-        /Authentication failed|Username/,
-      );
-      await assert.rejects(
-        git(suite, ['rev-parse', '--verify', `refs/heads/forged${variant}`], {
-          cwd: join(fx.root, 'demo.git'),
-        }),
-      );
-      // The real login reads the protected repository (git sends it when challenged) and pushes.
-      const { stdout } = await git(suite, ['ls-remote', url(caddy, '/secret.git', 'alice:secret'), 'HEAD']);
-      assert.equal(stdout.toString().split('\t')[0], fx.secretHead);
-      await git(
-        suite,
-        ['push', '-q', url(caddy, '/demo.git', 'alice:secret'), `HEAD:refs/heads/real${variant}`],
-        {
-          cwd: dir,
-        },
       );
     });
   }

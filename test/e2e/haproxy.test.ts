@@ -20,21 +20,19 @@ import {
   ALICE,
   TRUSTING_RULES,
   anonymousPushAsksForLogin,
-  basic,
   bigCommit,
   cloneV0,
   cloneV2,
-  cloneWithCommit,
   createFixtures,
   disconnectMidClone,
   dumbAndNotFound,
   dumbBigPack,
+  forgedAuthorizationRefused,
   gitFcgiChecksPasswords,
   pushAsAlice,
   pushBigCommit,
   revParse,
   shallowClone,
-  status,
   withLogin,
   type Fixtures,
   type Target,
@@ -165,70 +163,8 @@ describe(SUITE, { skip: skipWithout('haproxy') }, () => {
     gitFcgiChecksPasswords(target2));
 
   for (const variant of [1, 2] as const) {
-    test(`variant ${variant}: a forged Authorization header never gets a push or a protected read`, async () => {
-      const haproxy = variant === 1 ? haproxy1 : haproxy2;
-      const forged = [
-        basic('alice', 'wrong'),
-        basic('mallory', 'x'),
-        basic('mallory', ''),
-        'Basic !!!not-base64!!!',
-        'Bearer token',
-      ];
-      const targets: Array<[string, string]> = [
-        ['GET', '/demo.git/info/refs?service=git-receive-pack'],
-        ['POST', '/demo.git/git-receive-pack'],
-        ['GET', '/secret.git/info/refs?service=git-upload-pack'],
-        ['GET', '/secret.git/HEAD'],
-      ];
-      for (const authorization of forged) {
-        for (const [method, path] of targets) {
-          const got = await status(haproxy.url(path), {
-            method,
-            headers: {
-              Authorization: authorization,
-              'Content-Type': 'application/x-git-receive-pack-request',
-            },
-          });
-          assert.equal(got, 401, `${method} ${path} with ${authorization}`);
-        }
-        // On a path anyone may read, a forged header is refused too (variant 1: by HAProxy; variant
-        // 2: git-fcgi checks every login it is sent).
-        const read = await status(haproxy.url('/demo.git/info/refs?service=git-upload-pack'), {
-          headers: { Authorization: authorization },
-        });
-        assert.equal(read, 401, `anonymous read with ${authorization}`);
-      }
-      const { dir } = await cloneWithCommit(target1, `forger${variant}`);
-      await assert.rejects(
-        git(
-          suite,
-          ['push', '-q', url(haproxy, '/demo.git', 'mallory:x'), `HEAD:refs/heads/forged${variant}`],
-          {
-            cwd: dir,
-          },
-        ),
-      );
-      await assert.rejects(git(suite, ['ls-remote', url(haproxy, '/secret.git', 'alice:wrong')]));
-      await assert.rejects(
-        git(suite, ['ls-remote', url(haproxy, '/secret.git')]),
-        /Authentication failed|Username/,
-      );
-      await assert.rejects(
-        git(suite, ['rev-parse', '--verify', `refs/heads/forged${variant}`], {
-          cwd: join(fx.root, 'demo.git'),
-        }),
-      );
-      // The real login reads the protected repository (git sends it when challenged) and pushes.
-      const { stdout } = await git(suite, ['ls-remote', url(haproxy, '/secret.git', 'alice:secret'), 'HEAD']);
-      assert.equal(stdout.toString().split('\t')[0], fx.secretHead);
-      await git(
-        suite,
-        ['push', '-q', url(haproxy, '/demo.git', 'alice:secret'), `HEAD:refs/heads/real${variant}`],
-        {
-          cwd: dir,
-        },
-      );
-    });
+    test(`variant ${variant}: a forged Authorization header never gets a push or a protected read`, () =>
+      forgedAuthorizationRefused(variant === 1 ? target1 : target2, `v${variant}`));
   }
 
   test('a 30 MB push: chunked, HAProxy refuses it (400); with http.postBuffer it has a length and arrives whole', async () => {

@@ -335,6 +335,55 @@ export async function gitFcgiChecksPasswords(target: Target): Promise<void> {
   await anonymousPushAsksForLogin(target, 'htpasswd-mode-anonymous');
 }
 
+/** Authorization headers nobody checked: a wrong password, an unknown user, an empty password, and junk. */
+const FORGED_AUTHORIZATIONS = [
+  basic('alice', 'wrong'),
+  basic('mallory', 'x'),
+  basic('mallory', ''),
+  'Basic !!!not-base64!!!',
+  'Bearer token',
+];
+
+/**
+ * Each forged Authorization header gets 401 on every step of a push, on a protected read and on a read anyone
+ * may make (where the front end checks logins it refuses a bad one; where git-fcgi does, it checks every
+ * login it is sent). Then git: no push and no protected read with a wrong login, none without one, and
+ * alice's real login does both (her branch `real-${tag}`).
+ */
+export async function forgedAuthorizationRefused(target: Target, tag: string): Promise<void> {
+  const { t, fx, base } = target;
+  const requests: ReadonlyArray<readonly [string, string]> = [
+    ['GET', '/demo.git/info/refs?service=git-receive-pack'],
+    ['POST', '/demo.git/git-receive-pack'],
+    ['GET', '/secret.git/info/refs?service=git-upload-pack'],
+    ['GET', '/secret.git/HEAD'],
+    ['GET', '/demo.git/info/refs?service=git-upload-pack'],
+  ];
+  for (const authorization of FORGED_AUTHORIZATIONS) {
+    for (const [method, path] of requests) {
+      const got = await status(`${base}${path}`, {
+        method,
+        headers: { Authorization: authorization, 'Content-Type': 'application/x-git-receive-pack-request' },
+      });
+      assert.equal(got, 401, `${method} ${path} with ${authorization}`);
+    }
+  }
+  const { dir } = await cloneWithCommit(target, `forger-${tag}`);
+  const as = (user: string, password: string): string => withLogin(base, { user, password });
+  await assert.rejects(
+    git(t, ['push', '-q', `${as('mallory', 'x')}/demo.git`, `HEAD:refs/heads/forged-${tag}`], { cwd: dir }),
+  );
+  await assert.rejects(git(t, ['ls-remote', `${as('alice', 'wrong')}/secret.git`]));
+  await assert.rejects(git(t, ['ls-remote', `${base}/secret.git`]), /Authentication failed|Username/);
+  await assert.rejects(
+    git(t, ['rev-parse', '--verify', `refs/heads/forged-${tag}`], { cwd: join(fx.root, 'demo.git') }),
+  );
+  // The real login reads the protected repository (git sends it when challenged) and pushes.
+  const { stdout } = await git(t, ['ls-remote', `${withLogin(base)}/secret.git`, 'HEAD']);
+  assert.equal(stdout.toString().split('\t')[0], fx.secretHead);
+  await git(t, ['push', '-q', `${withLogin(base)}/demo.git`, `HEAD:refs/heads/real-${tag}`], { cwd: dir });
+}
+
 /** A GET on a connection from the loopback address `from` (127.0.0.2 is as remote as a test gets). */
 function getFrom(
   url: string,
