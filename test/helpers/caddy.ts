@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
 import { repoRoot } from './daemon.js';
-import { DeadlineError, waitFor } from './deadline.js';
-import { acceptsTcp } from './net-probe.js';
-import { freePort, run, startProcess, type StartedProcess } from './proc.js';
-import { listProcesses } from './procfs.js';
+import { assertNoProcessesWithArg, processesWithArg, startOnFreePort } from './front-end.js';
+import { run, startProcess } from './proc.js';
 import { tmpDir } from './tmp.js';
 
 /**
@@ -36,13 +34,6 @@ export const caddyRunAs = (): string | undefined => (process.getuid?.() === 0 ? 
 export function caddySocketOwnerArgs(): string[] {
   const user = caddyRunAs();
   return user === undefined ? [] : ['--socket-owner', `root:${user}`];
-}
-
-/** A temp directory Caddy can pass through (mode 0711), for git-fcgi's socket. */
-export async function caddyReachableDir(t: Cleanup, prefix: string): Promise<string> {
-  const dir = await tmpDir(t, prefix);
-  await chmod(dir, 0o711);
-  return dir;
 }
 
 /** A bcrypt hash as `htpasswd -nB` writes it, which the shipped Caddyfile accepts. */
@@ -93,8 +84,6 @@ export interface Caddy {
   stop(): Promise<void>;
 }
 
-class CaddyExited extends Error {}
-
 /**
  * Starts `caddy run` with `site` (a site block whose address contains PORT) and global options
  * for a test: no admin endpoint (port 2019 is shared by everyone on the machine), storage in a
@@ -111,73 +100,42 @@ export async function startCaddy(t: Cleanup, { site }: { readonly site: string }
   }
   const configFile = join(prefix, 'Caddyfile');
   const env = { HOME: prefix, XDG_DATA_HOME: join(prefix, 'data'), XDG_CONFIG_HOME: join(prefix, 'config') };
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    await writeFile(configFile, `{\n\tadmin off\n}\n\n${site.replace('PORT', String(port))}`);
-    await chmod(configFile, 0o644);
-    const args = ['run', '--config', configFile, '--adapter', 'caddyfile'];
-    const proc =
-      runAs === undefined
-        ? await startProcess(t, CADDY, args, { env })
-        : await startProcess(
+  const { proc, port } = await startOnFreePort({
+    name: 'Caddy',
+    launch: async (port) => {
+      await writeFile(configFile, `{\n\tadmin off\n}\n\n${site.replace('PORT', String(port))}`);
+      await chmod(configFile, 0o644);
+      const args = ['run', '--config', configFile, '--adapter', 'caddyfile'];
+      return runAs === undefined
+        ? startProcess(t, CADDY, args, { env })
+        : startProcess(
             t,
             'setpriv',
             [`--reuid=${runAs}`, `--regid=${runAs}`, '--init-groups', CADDY, ...args],
-            { env },
+            {
+              env,
+            },
           );
-    try {
-      await waitUntilServing(proc, port);
-      return {
-        port,
-        pid: proc.pid,
-        configFile,
-        url: (path = '/') => `http://127.0.0.1:${port}${path}`,
-        output: () => proc.output(),
-        stop: async () => {
-          await proc.stop();
-        },
-      };
-    } catch (error) {
-      await proc.stop();
-      if (error instanceof CaddyExited && /address already in use/.test(proc.output()) && attempt < 5)
-        continue;
-      throw new Error(`Caddy did not start: ${String(error)}\n${proc.output()}`, { cause: error });
-    }
-  }
-}
-
-async function waitUntilServing(proc: StartedProcess, port: number): Promise<void> {
-  await waitFor(
-    async () => {
-      const status = proc.exitStatus();
-      if (status !== undefined) throw new CaddyExited(`caddy exited (${status.signal ?? status.code})`);
-      return acceptsTcp(port);
     },
-    { timeoutMs: 20_000, what: `Caddy to serve on ${port}` },
-  );
+    addressInUse: /address already in use/,
+    readyTimeoutMs: 20_000,
+  });
+  return {
+    port,
+    pid: proc.pid,
+    configFile,
+    url: (path = '/') => `http://127.0.0.1:${port}${path}`,
+    output: () => proc.output(),
+    stop: async () => {
+      await proc.stop();
+    },
+  };
 }
 
 /** Live caddy processes started with `configFile`. */
-export async function caddyProcessesOf(configFile: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const p of await listProcesses()) {
-    if (p.comm !== 'caddy' || p.state === 'Z') continue;
-    const cmdline = await readFile(`/proc/${p.pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.split('\0').includes(configFile)) found.push(p.pid);
-  }
-  return found;
-}
+export const caddyProcessesOf = (configFile: string): Promise<number[]> =>
+  processesWithArg('caddy', configFile);
 
 /** Waits up to `withinMs` for every process of this Caddy to end; fails naming the survivors. */
-export async function assertNoCaddyProcesses(caddy: Caddy, withinMs: number): Promise<void> {
-  try {
-    await waitFor(async () => (await caddyProcessesOf(caddy.configFile)).length === 0, {
-      timeoutMs: withinMs,
-      what: `caddy processes of ${caddy.configFile} to end`,
-    });
-  } catch (error) {
-    if (!(error instanceof DeadlineError)) throw error;
-    const left = await caddyProcessesOf(caddy.configFile);
-    if (left.length > 0) assert.fail(`caddy still running after ${withinMs} ms: pids ${left.join(', ')}`);
-  }
-}
+export const assertNoCaddyProcesses = (caddy: Caddy, withinMs: number): Promise<void> =>
+  assertNoProcessesWithArg('caddy', caddy.configFile, { withinMs });

@@ -13,7 +13,7 @@ import { createBareRepo, git, randomBlobRepo } from './repos.js';
 
 /**
  * The cases every FastCGI front end in front of git-fcgi must pass (issue 13), written once: each e2e file
- * (lighttpd, h2o) builds the fixtures, starts git-fcgi and its server from the shipped config, and runs these
+ * (lighttpd, h2o, Apache, HAProxy, Caddy) builds the fixtures, starts git-fcgi and its server from the shipped config, and runs these
  * against it under its own test names.
  */
 
@@ -183,25 +183,34 @@ export async function anonymousPushAsksForLogin(target: Target, branch: string):
   );
 }
 
-/**
- * 30 MB of random bytes (incompressible) pushed by alice; git sends a body this size chunked. Returns git's
- * curl trace (headers only) for the caller's front-end-specific checks.
- */
-export async function bigPush({ t, fx, base }: Target, gitArgs: readonly string[] = []): Promise<string> {
+/** 30 MB of random bytes (incompressible) in six files, committed on a clone of big.git. */
+export async function bigCommit({ t, fx, base }: Target): Promise<{ dir: string; commit: string }> {
   const dir = join(fx.work, 'big');
   await git(t, ['clone', '-q', `${base}/big.git`, dir]);
   for (let i = 0; i < 6; i++) await writeFile(join(dir, `blob-${i}.bin`), randomBytes(5 * 1024 * 1024));
   await git(t, ['add', '-A'], { cwd: dir });
   await git(t, [...identity, 'commit', '-q', '-m', 'big'], { cwd: dir });
-  const commit = await revParse(t, dir, 'HEAD');
+  return { dir, commit: await revParse(t, dir, 'HEAD') };
+}
+
+/**
+ * alice pushes `big` (from bigCommit); git sends a body this size chunked unless `gitArgs` raise
+ * http.postBuffer. It arrives whole: fsck clean, every blob its size. Returns git's curl trace (headers only)
+ * for the caller's front-end-specific checks.
+ */
+export async function pushBigCommit(
+  { t, fx, base }: Target,
+  big: { readonly dir: string; readonly commit: string },
+  gitArgs: readonly string[] = [],
+): Promise<string> {
   const trace = join(fx.work, 'trace-big-push');
   await git(t, [...gitArgs, 'push', '-q', `${withLogin(base)}/big.git`, 'HEAD:refs/heads/main'], {
-    cwd: dir,
+    cwd: big.dir,
     env: { GIT_TRACE_CURL: trace, GIT_TRACE_CURL_NO_DATA: '1' },
     timeoutMs: 300_000,
   });
   const server = join(fx.root, 'big.git');
-  assert.equal(await revParse(t, server, 'refs/heads/main'), commit);
+  assert.equal(await revParse(t, server, 'refs/heads/main'), big.commit);
   await git(t, ['fsck', '--full', '--strict', '--no-progress'], { cwd: server, timeoutMs: 300_000 });
   const { stdout } = await git(t, ['ls-tree', '-r', '--long', 'refs/heads/main'], { cwd: server });
   const sizes = stdout
@@ -215,6 +224,11 @@ export async function bigPush({ t, fx, base }: Target, gitArgs: readonly string[
     Array.from({ length: 6 }, () => 5 * 1024 * 1024),
   );
   return readFile(trace, 'utf8');
+}
+
+/** A 30 MB push by alice (bigCommit, then pushBigCommit); returns git's curl trace (headers only). */
+export async function bigPush(target: Target, gitArgs: readonly string[] = []): Promise<string> {
+  return pushBigCommit(target, await bigCommit(target), gitArgs);
 }
 
 /** The dumb protocol: HEAD, info/refs without a service, a whole clone with GIT_SMART_HTTP=0; and 404s. */
@@ -237,11 +251,25 @@ export async function dumbAndNotFound({ t, fx, base }: Target): Promise<void> {
   }
 }
 
+/** A dumb GET of clone.git's 16 MB pack file (listed in objects/info/packs) comes through whole. */
+export async function dumbBigPack({ base }: Target): Promise<void> {
+  const packs = await fetch(`${base}/clone.git/objects/info/packs`);
+  assert.equal(packs.status, 200);
+  const pack = /P (pack-\w+\.pack)/.exec(await packs.text())?.[1];
+  assert.ok(pack, 'objects/info/packs lists the pack');
+  const got = await fetch(`${base}/clone.git/objects/pack/${pack}`);
+  assert.equal(got.status, 200);
+  assert.ok((await got.arrayBuffer()).byteLength > 16 * 1024 * 1024);
+}
+
 /**
  * A client reads the first bytes of a 16 MB clone, then goes away: the front end must drop the FastCGI
  * connection (or abort the request) and git-fcgi kill git, leaving no git process behind.
  */
-export async function disconnectMidClone({ fx, base, daemon }: Target): Promise<void> {
+export async function disconnectMidClone(
+  { fx, base, daemon }: Target,
+  { gitGoneWithinMs = 20_000 }: { readonly gitGoneWithinMs?: number } = {},
+): Promise<void> {
   const body = uploadPackRequest(fx.cloneHead);
   const url = new URL(`${base}/clone.git/git-upload-pack`);
   const request = http.request(url, {
@@ -274,7 +302,7 @@ export async function disconnectMidClone({ fx, base, daemon }: Target): Promise<
   } finally {
     request.destroy();
   }
-  await assertNoGitProcesses(fx.root, { withinMs: 20_000 });
+  await assertNoGitProcesses(fx.root, { withinMs: gitGoneWithinMs });
   await waitFor(() => /repo=clone\.git service=git-upload-pack status=499/.test(daemon.logs()), {
     timeoutMs: 10_000,
     what: 'git-fcgi to log the clone as abandoned by the client (499)',
@@ -305,6 +333,55 @@ export async function gitFcgiChecksPasswords(target: Target): Promise<void> {
   );
   await pushAsAlice(target, 'htpasswd-mode');
   await anonymousPushAsksForLogin(target, 'htpasswd-mode-anonymous');
+}
+
+/** Authorization headers nobody checked: a wrong password, an unknown user, an empty password, and junk. */
+const FORGED_AUTHORIZATIONS = [
+  basic('alice', 'wrong'),
+  basic('mallory', 'x'),
+  basic('mallory', ''),
+  'Basic !!!not-base64!!!',
+  'Bearer token',
+];
+
+/**
+ * Each forged Authorization header gets 401 on every step of a push, on a protected read and on a read anyone
+ * may make (where the front end checks logins it refuses a bad one; where git-fcgi does, it checks every
+ * login it is sent). Then git: no push and no protected read with a wrong login, none without one, and
+ * alice's real login does both (her branch `real-${tag}`).
+ */
+export async function forgedAuthorizationRefused(target: Target, tag: string): Promise<void> {
+  const { t, fx, base } = target;
+  const requests: ReadonlyArray<readonly [string, string]> = [
+    ['GET', '/demo.git/info/refs?service=git-receive-pack'],
+    ['POST', '/demo.git/git-receive-pack'],
+    ['GET', '/secret.git/info/refs?service=git-upload-pack'],
+    ['GET', '/secret.git/HEAD'],
+    ['GET', '/demo.git/info/refs?service=git-upload-pack'],
+  ];
+  for (const authorization of FORGED_AUTHORIZATIONS) {
+    for (const [method, path] of requests) {
+      const got = await status(`${base}${path}`, {
+        method,
+        headers: { Authorization: authorization, 'Content-Type': 'application/x-git-receive-pack-request' },
+      });
+      assert.equal(got, 401, `${method} ${path} with ${authorization}`);
+    }
+  }
+  const { dir } = await cloneWithCommit(target, `forger-${tag}`);
+  const as = (user: string, password: string): string => withLogin(base, { user, password });
+  await assert.rejects(
+    git(t, ['push', '-q', `${as('mallory', 'x')}/demo.git`, `HEAD:refs/heads/forged-${tag}`], { cwd: dir }),
+  );
+  await assert.rejects(git(t, ['ls-remote', `${as('alice', 'wrong')}/secret.git`]));
+  await assert.rejects(git(t, ['ls-remote', `${base}/secret.git`]), /Authentication failed|Username/);
+  await assert.rejects(
+    git(t, ['rev-parse', '--verify', `refs/heads/forged-${tag}`], { cwd: join(fx.root, 'demo.git') }),
+  );
+  // The real login reads the protected repository (git sends it when challenged) and pushes.
+  const { stdout } = await git(t, ['ls-remote', `${withLogin(base)}/secret.git`, 'HEAD']);
+  assert.equal(stdout.toString().split('\t')[0], fx.secretHead);
+  await git(t, ['push', '-q', `${withLogin(base)}/demo.git`, `HEAD:refs/heads/real-${tag}`], { cwd: dir });
 }
 
 /** A GET on a connection from the loopback address `from` (127.0.0.2 is as remote as a test gets). */

@@ -3,8 +3,9 @@ import { chmod, chown, readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import type { Cleanup } from './cleanup.js';
 import { DeadlineError, waitFor } from './deadline.js';
+import { acceptsTcp } from './net-probe.js';
 import { htpasswd } from './nginx.js';
-import { freePort } from './proc.js';
+import { freePort, type StartedProcess } from './proc.js';
 import { listProcesses } from './procfs.js';
 import { run } from './run.js';
 import { tmpDir } from './tmp.js';
@@ -97,5 +98,58 @@ export async function assertNoProcessesWithArg(
     if (!(error instanceof DeadlineError)) throw error;
     const left = await processesWithArg(comm, arg);
     if (left.length > 0) assert.fail(`${comm} still running after ${withinMs} ms: pids ${left.join(', ')}`);
+  }
+}
+
+export interface StartOnFreePortOptions {
+  /** The server's name, for messages ("HAProxy"). */
+  readonly name: string;
+  /** Writes the config for `port` and starts the server in the foreground (registered with a Cleanup). */
+  readonly launch: (port: number) => Promise<StartedProcess>;
+  /** What else must hold before the server counts as serving (e.g. our pid in its pid file). */
+  readonly ready?: (proc: StartedProcess, port: number) => Promise<boolean>;
+  /** The server's complaint when someone else took the port first: then it is tried on a fresh one. */
+  readonly addressInUse: RegExp;
+  /** More to show when it does not start (its error log, its config); its output is always shown. */
+  readonly details?: (proc: StartedProcess) => Promise<string>;
+  readonly readyTimeoutMs?: number;
+}
+
+class ServerExited extends Error {}
+
+/**
+ * Starts a server on a port that was free a moment ago and waits until it accepts there (and `ready` holds).
+ * A port from freePort() can be taken by someone else before the server binds it: when the server exits
+ * saying so, it is tried on a fresh port, up to 5 times. On failure the server is stopped and the error
+ * shows its output.
+ */
+export async function startOnFreePort(
+  opts: StartOnFreePortOptions,
+): Promise<{ readonly proc: StartedProcess; readonly port: number }> {
+  const timeoutMs = opts.readyTimeoutMs ?? 15_000;
+  for (let attempt = 1; ; attempt++) {
+    const [port] = await distinctFreePorts(1);
+    if (port === undefined) throw new Error('no free port');
+    const proc = await opts.launch(port);
+    try {
+      await waitFor(
+        async () => {
+          const status = proc.exitStatus();
+          if (status !== undefined) {
+            throw new ServerExited(`${opts.name} exited (${status.signal ?? status.code})`);
+          }
+          return (opts.ready === undefined || (await opts.ready(proc, port))) && (await acceptsTcp(port));
+        },
+        { timeoutMs, what: `${opts.name} to serve on ${port}` },
+      );
+      return { proc, port };
+    } catch (error) {
+      await proc.stop();
+      const details = (await opts.details?.(proc)) ?? '';
+      if (error instanceof ServerExited && opts.addressInUse.test(proc.output() + details) && attempt < 5)
+        continue;
+      const why = error instanceof Error ? error.message : String(error);
+      throw new Error(`${opts.name} did not start: ${why}\n${proc.output()}${details}`, { cause: error });
+    }
   }
 }

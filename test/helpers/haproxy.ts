@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
 import { repoRoot } from './daemon.js';
-import { DeadlineError, waitFor } from './deadline.js';
-import { acceptsTcp } from './net-probe.js';
-import { freePort, run, startProcess, type StartedProcess } from './proc.js';
-import { listProcesses } from './procfs.js';
+import { assertNoProcessesWithArg, processesWithArg, reachableDir, startOnFreePort } from './front-end.js';
+import { run, startProcess } from './proc.js';
 import { tmpDir } from './tmp.js';
 
 /**
@@ -51,8 +49,7 @@ export interface HaproxyJail {
 
 /** A chroot for HAProxy (mode 0711, like /var/lib/haproxy), holding git-fcgi's socket. */
 export async function haproxyJail(t: Cleanup): Promise<HaproxyJail> {
-  const dir = await tmpDir(t, 'haproxy-jail-');
-  await chmod(dir, 0o711);
+  const dir = await reachableDir(t, 'haproxy-jail-');
   return { dir, socket: join(dir, SHIPPED_SOCKET_IN_JAIL) };
 }
 
@@ -148,8 +145,6 @@ export interface Haproxy {
   stop(): Promise<void>;
 }
 
-class HaproxyExited extends Error {}
-
 /** Starts HAProxy in the foreground (-db) on an ephemeral port with `sections` below Debian's global/defaults. */
 export async function startHaproxy(
   t: Cleanup,
@@ -157,44 +152,20 @@ export async function startHaproxy(
 ): Promise<Haproxy> {
   const prefix = await tmpDir(t, 'haproxy-');
   const configFile = join(prefix, 'haproxy.cfg');
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const bound = sections.replace(/^ {4}bind :80$/m, `    bind 127.0.0.1:${port}`);
-    assert.notEqual(bound, sections, 'the shipped frontend has `bind :80`');
-    await writeFile(configFile, debianGlobalAndDefaults(prefix, jail.dir) + bound);
-    const check = await run(HAPROXY, ['-c', '-q', '-f', configFile], { timeoutMs: 20_000 });
-    if (check.code !== 0) {
-      throw new Error(`haproxy -c failed: ${check.stdout.toString()}${check.stderr.toString()}\n${bound}`);
-    }
-    const proc = await startProcess(t, HAPROXY, ['-db', '-f', configFile]);
-    try {
-      await waitUntilServing(proc, port);
-      return handle(proc, port, prefix, configFile);
-    } catch (error) {
-      await proc.stop();
-      if (
-        error instanceof HaproxyExited &&
-        /Address already in use|cannot bind/.test(proc.output()) &&
-        attempt < 5
-      )
-        continue;
-      throw new Error(`HAProxy did not start: ${String(error)}\n${proc.output()}`, { cause: error });
-    }
-  }
-}
-
-async function waitUntilServing(proc: StartedProcess, port: number): Promise<void> {
-  await waitFor(
-    async () => {
-      const status = proc.exitStatus();
-      if (status !== undefined) throw new HaproxyExited(`haproxy exited (${status.signal ?? status.code})`);
-      return acceptsTcp(port);
+  const { proc, port } = await startOnFreePort({
+    name: 'HAProxy',
+    launch: async (port) => {
+      const bound = sections.replace(/^ {4}bind :80$/m, `    bind 127.0.0.1:${port}`);
+      assert.notEqual(bound, sections, 'the shipped frontend has `bind :80`');
+      await writeFile(configFile, debianGlobalAndDefaults(prefix, jail.dir) + bound);
+      const check = await run(HAPROXY, ['-c', '-q', '-f', configFile], { timeoutMs: 20_000 });
+      if (check.code !== 0) {
+        throw new Error(`haproxy -c failed: ${check.stdout.toString()}${check.stderr.toString()}\n${bound}`);
+      }
+      return startProcess(t, HAPROXY, ['-db', '-f', configFile]);
     },
-    { timeoutMs: 15_000, what: `HAProxy to serve on ${port}` },
-  );
-}
-
-function handle(proc: StartedProcess, port: number, prefix: string, configFile: string): Haproxy {
+    addressInUse: /Address already in use|cannot bind/,
+  });
   return {
     port,
     pid: proc.pid,
@@ -224,26 +195,9 @@ async function serverStats(socket: string): Promise<Record<string, string>> {
 }
 
 /** Live haproxy processes started with `configFile`. */
-export async function haproxyProcessesOf(configFile: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const p of await listProcesses()) {
-    if (p.comm !== 'haproxy' || p.state === 'Z') continue;
-    const cmdline = await readFile(`/proc/${p.pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.split('\0').includes(configFile)) found.push(p.pid);
-  }
-  return found;
-}
+export const haproxyProcessesOf = (configFile: string): Promise<number[]> =>
+  processesWithArg('haproxy', configFile);
 
 /** Waits up to `withinMs` for every process of this HAProxy to end; fails naming the survivors. */
-export async function assertNoHaproxyProcesses(haproxy: Haproxy, withinMs: number): Promise<void> {
-  try {
-    await waitFor(async () => (await haproxyProcessesOf(haproxy.configFile)).length === 0, {
-      timeoutMs: withinMs,
-      what: `haproxy processes of ${haproxy.configFile} to end`,
-    });
-  } catch (error) {
-    if (!(error instanceof DeadlineError)) throw error;
-    const left = await haproxyProcessesOf(haproxy.configFile);
-    if (left.length > 0) assert.fail(`haproxy still running after ${withinMs} ms: pids ${left.join(', ')}`);
-  }
-}
+export const assertNoHaproxyProcesses = (haproxy: Haproxy, withinMs: number): Promise<void> =>
+  assertNoProcessesWithArg('haproxy', haproxy.configFile, { withinMs });
