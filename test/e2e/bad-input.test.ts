@@ -132,6 +132,8 @@ describe('bad input over HTTP', () => {
     await waitFor(() => accessLines(following).some((l) => /repo=r\.git .*status=200 .*exit=0/.test(l)), {
       timeoutMs: 10_000,
       what: 'the served alias in the access log',
+    }).catch((err: unknown) => {
+      throw new Error(`${String(err)}; the log at the deadline:\n${following.logs()}`);
     });
     for (const line of [...accessLines(strict), ...accessLines(following)].filter((l) => /escape/.test(l)))
       assert.match(line, /status=404 .*exit=null/);

@@ -76,7 +76,11 @@ test('backends are started by git-fcgi-spawnd, in their own session, not forked 
     timeoutMs: 5000,
     what: "the backend's group to be killed once the client left",
   });
-  assert.match(daemon.logs(), /status=499 .*exit=SIGTERM/);
+  // The access line comes once the exchange has ended, which may be just after the group is gone.
+  await waitFor(() => /status=499 .*exit=SIGTERM/.test(daemon.logs()), {
+    timeoutMs: 5000,
+    what: `the 499 with exit=SIGTERM in the access log\n${daemon.logs()}`,
+  });
 });
 
 test('spawn_helper = off: clone and push work, backends forked by the daemon itself', async (t) => {
