@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import {
   formatDuration,
   formatListen,
@@ -21,6 +20,7 @@ import {
   type Owner,
 } from './values.js';
 import type { AccessSettings } from '../access/authorize.js';
+import { cpusForGit } from './cpus.js';
 import type { LogFormat, LogLevel } from '../log.js';
 
 /**
@@ -54,10 +54,14 @@ function def<T>(d: SettingDef<T>): SettingDef<T> {
 }
 
 /**
- * git http-backend mostly waits on the network, but pack-objects is CPU-bound while it
- * compresses: a few backends per CPU keep the machine busy without thrashing it.
+ * One backend per CPU git gets for pack-objects, which is CPU-bound and already runs its delta
+ * search on every CPU (pack.threads): more of them at once finish a burst no sooner (32
+ * depth-1 fetches on 2 CPUs: the same wall time with 2 to 16 at once) but make each request wait
+ * longer for its pack and hold more memory. Two more for requests that wait on the network (a
+ * slow client reading a clone holds its backend), and at least 4.
  */
-const DEFAULT_MAX_CHILDREN = Math.max(4, 2 * availableParallelism());
+export const defaultMaxChildren = (cpus: number): number => Math.max(4, cpus + 2);
+const DEFAULT_MAX_CHILDREN = defaultMaxChildren(cpusForGit());
 /** Default queue length per backend slot: a waiting request costs one idle FastCGI connection. */
 export const QUEUE_PER_CHILD = 64;
 
@@ -171,7 +175,7 @@ export const SETTINGS = {
     default: DEFAULT_MAX_CHILDREN,
     parse: (raw) => (raw.trim() === '' ? DEFAULT_MAX_CHILDREN : parseInteger(raw, 1, 100_000)),
     defaultText: '',
-    doc: 'Most backends (git http-backend processes, one per request) running at once, 1 to 100000; further requests wait in the queue. Unset: 2 per CPU, at least 4 (--check-config shows the value).',
+    doc: 'Most backends (git http-backend processes, one per request) running at once, 1 to 100000; further requests wait in the queue. Unset: the CPUs git gets plus 2, at least 4 (--check-config shows the value): pack-objects is CPU-bound and already uses every CPU, so more at once only make each clone wait longer; the 2 are for requests waiting on the network. CPUs count the affinity mask and a cgroup CPU quota (docker --cpus, systemd CPUQuota=).',
   }),
   queue: def<number | null>({
     section: 'server',
