@@ -62,6 +62,12 @@ function def<T>(d: SettingDef<T>): SettingDef<T> {
  */
 export const defaultMaxChildren = (cpus: number): number => Math.max(4, cpus + 2);
 const DEFAULT_MAX_CHILDREN = defaultMaxChildren(cpusForGit());
+/**
+ * Longer than the 600 s the shipped front-end configs wait for a response: a burst that takes
+ * longer than that fails at the front end whatever git-fcgi does, and a shorter wait here
+ * would refuse requests the front end still waits for (test/unit/config/queue-timeout.test.ts).
+ */
+export const DEFAULT_QUEUE_TIMEOUT_MS = 15 * 60_000;
 /** Default queue length per backend slot: a waiting request costs one idle FastCGI connection. */
 export const QUEUE_PER_CHILD = 64;
 
@@ -189,10 +195,10 @@ export const SETTINGS = {
   queueTimeoutMs: def<number>({
     section: 'server',
     key: 'queue_timeout',
-    default: 30_000,
+    default: DEFAULT_QUEUE_TIMEOUT_MS,
     parse: parseDuration,
     format: formatDuration,
-    doc: 'A request that has waited this long in the queue gets 503 with Retry-After.',
+    doc: 'A request that has waited this long in the queue gets 503 with Retry-After (git does not retry it). Keep it longer than the front end waits for a response (nginx fastcgi_read_timeout, Apache ProxyPass timeout=, HAProxy timeout server; 600s in the shipped configs): the front end then gives up first, and its closing the connection takes the request out of the queue, so no request is refused while someone still waits for it.',
   }),
   idleTimeoutMs: def<number>({
     section: 'server',
