@@ -15,7 +15,7 @@ export interface TextHistoryOptions {
  * commit cutting three lines out of a third of the files. Repacked with -f, git stores the newest
  * (smallest) blobs as deltas against their older versions, as in a long-lived repository: a
  * depth-1 fetch cannot reuse them and has to redo the delta search, which makes it CPU-bound
- * (about 0.7 s of git CPU per 1000 files of 100 lines on the test machine).
+ * (about 0.7 s of git CPU per 1000 files of 100 lines on the 2-core test VM).
  */
 export async function textHistoryRepo(
   t: Cleanup,
