@@ -55,10 +55,11 @@ function def<T>(d: SettingDef<T>): SettingDef<T> {
 
 /**
  * One backend per CPU git gets for pack-objects, which is CPU-bound and already runs its delta
- * search on every CPU (pack.threads): more of them at once finish a burst no sooner (32
- * depth-1 fetches on 2 CPUs: the same wall time with 2 to 16 at once) but make each request wait
- * longer for its pack and hold more memory. Two more for requests that wait on the network (a
- * slow client reading a clone holds its backend), and at least 4.
+ * search on every CPU (pack.threads): more of them at once finish a burst no sooner on a machine
+ * git has to itself (32 depth-1 fetches on 2 idle CPUs: the same git CPU with 2 to 16 at once,
+ * 2 done first; README: Bursts) but make each request wait longer for its pack and hold more
+ * memory. Two more for requests that wait on the network (a slow client reading a clone holds
+ * its backend), and at least 4.
  */
 export const defaultMaxChildren = (cpus: number): number => Math.max(4, cpus + 2);
 const DEFAULT_MAX_CHILDREN = defaultMaxChildren(cpusForGit());
