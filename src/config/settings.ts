@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import {
   formatDuration,
   formatListen,
@@ -21,6 +20,7 @@ import {
   type Owner,
 } from './values.js';
 import type { AccessSettings } from '../access/authorize.js';
+import { cpusForGit } from './cpus.js';
 import type { LogFormat, LogLevel } from '../log.js';
 
 /**
@@ -54,10 +54,21 @@ function def<T>(d: SettingDef<T>): SettingDef<T> {
 }
 
 /**
- * git http-backend mostly waits on the network, but pack-objects is CPU-bound while it
- * compresses: a few backends per CPU keep the machine busy without thrashing it.
+ * One backend per CPU git gets for pack-objects, which is CPU-bound and already runs its delta
+ * search on every CPU (pack.threads): more of them at once finish a burst no sooner on a machine
+ * git has to itself (32 depth-1 fetches on 2 idle CPUs: the same git CPU with 2 to 16 at once,
+ * 2 done first; README: Bursts) but make each request wait longer for its pack and hold more
+ * memory. Two more for requests that wait on the network (a slow client reading a clone holds
+ * its backend), and at least 4.
  */
-const DEFAULT_MAX_CHILDREN = Math.max(4, 2 * availableParallelism());
+export const defaultMaxChildren = (cpus: number): number => Math.max(4, cpus + 2);
+const DEFAULT_MAX_CHILDREN = defaultMaxChildren(cpusForGit());
+/**
+ * Longer than the 600 s the shipped front-end configs wait for a response: a burst that takes
+ * longer than that fails at the front end whatever git-fcgi does, and a shorter wait here
+ * would refuse requests the front end still waits for (test/unit/config/queue-timeout.test.ts).
+ */
+export const DEFAULT_QUEUE_TIMEOUT_MS = 15 * 60_000;
 /** Default queue length per backend slot: a waiting request costs one idle FastCGI connection. */
 export const QUEUE_PER_CHILD = 64;
 
@@ -171,7 +182,7 @@ export const SETTINGS = {
     default: DEFAULT_MAX_CHILDREN,
     parse: (raw) => (raw.trim() === '' ? DEFAULT_MAX_CHILDREN : parseInteger(raw, 1, 100_000)),
     defaultText: '',
-    doc: 'Most backends (git http-backend processes, one per request) running at once, 1 to 100000; further requests wait in the queue. Unset: 2 per CPU, at least 4 (--check-config shows the value).',
+    doc: 'Most backends (git http-backend processes, one per request) running at once, 1 to 100000; further requests wait in the queue. Unset: the CPUs git gets plus 2, at least 4 (--check-config shows the value): pack-objects is CPU-bound and already uses every CPU, so more at once only make each clone wait longer; the 2 are for requests waiting on the network. CPUs count the affinity mask and a cgroup CPU quota (docker --cpus, systemd CPUQuota=).',
   }),
   queue: def<number | null>({
     section: 'server',
@@ -185,10 +196,10 @@ export const SETTINGS = {
   queueTimeoutMs: def<number>({
     section: 'server',
     key: 'queue_timeout',
-    default: 30_000,
+    default: DEFAULT_QUEUE_TIMEOUT_MS,
     parse: parseDuration,
     format: formatDuration,
-    doc: 'A request that has waited this long in the queue gets 503 with Retry-After.',
+    doc: 'A request that has waited this long in the queue gets 503 with Retry-After (git does not retry it). Keep it longer than the front end waits for a response (nginx fastcgi_read_timeout, Apache ProxyPass timeout=, HAProxy timeout server; 600s in the shipped configs): the front end then gives up first, and its closing the connection takes the request out of the queue, so no request is refused while someone still waits for it.',
   }),
   idleTimeoutMs: def<number>({
     section: 'server',

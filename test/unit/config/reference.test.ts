@@ -96,7 +96,7 @@ describe('etc/git-fcgi.ini check', () => {
   });
 
   const cases: Array<[what: string, change: (text: string) => string, expected: RegExp]> = [
-    ['a key removed', (t) => t.replace(/^;queue_timeout = 30s\n/m, ''), /\[server\] queue_timeout: missing/],
+    ['a key removed', (t) => t.replace(/^;queue_timeout = 15m\n/m, ''), /\[server\] queue_timeout: missing/],
     [
       'another default',
       (t) => t.replace(/^;idle_timeout = 10m$/m, ';idle_timeout = 5m'),
