@@ -545,6 +545,7 @@ function makeCases(ctx) {
           });
           return { ok: r.code === 0, seconds: r.ms / 1000, mbps: bytes / 1e6 / (r.ms / 1000) };
         }
+        const serverBefore = ownCpuSeconds(system, servers[system].pid);
         const r = await curlPost(
           url(system, '/large.git/git-upload-pack'),
           manifest.cloneBody,
@@ -555,6 +556,7 @@ function makeCases(ctx) {
           seconds: r.seconds,
           mbps: bytes / 1e6 / r.seconds,
           responseBytes: r.bytes,
+          serverCpuSeconds: ownCpuSeconds(system, servers[system].pid) - serverBefore,
         };
       },
     },
@@ -852,6 +854,7 @@ const METRICS = {
   clone: [
     ['wall time, s', 'seconds', true],
     ['MB/s', 'mbps', false],
+    ["the FastCGI server's own CPU (not git's), s", 'serverCpuSeconds', true],
   ],
   refs: [['requests/s', 'rps', false]],
   clones: [
