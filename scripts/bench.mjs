@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // git-fcgi next to fcgiwrap behind one nginx, and git http-backend run directly as the limit.
-// Usage: npm run bench -- [--runs N] [--cases clone,refs,clones,push,slow-clone,slow-push]
+// Usage: npm run bench -- [--runs N] [--cases clone,refs,clones,push,slow-clone,slow-push,
+//        fleet,fleet-incremental,clone-warm,git-clones]
 //        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct[,relay-floor][,git-fcgi-keepalive]] [--quick] [--out FILE] [--markdown FILE]
 //        [--refs-seconds S] [--max-minutes M] [--cache DIR] [--git-fcgi dist/cli.js] [--git-fcgi-node-args=ARGS] [--keep]
 //        [--baseline OTHER/dist/cli.js --baseline-label TEXT]   (another git-fcgi build, benched alongside)
@@ -24,13 +25,41 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { installCleanup, run, startServer, stopServer } from './bench/procs.mjs';
+import {
+  bigTreeSpec,
+  cpuCgroup,
+  expectedObjects,
+  fetchBody,
+  fetchPack,
+  INCREMENTAL_COMMITS,
+  prepareBigTree,
+  reapedChildrenCpuSeconds,
+  waitGitReaped,
+} from './bench/fleet.mjs';
 import { prepareRepos, repoSpecs } from './bench/repos.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const HTTP_BACKEND = '/usr/lib/git-core/git-http-backend';
 const FCGIWRAP = '/usr/sbin/fcgiwrap';
 const NGINX = '/usr/sbin/nginx';
-const ALL_CASES = ['clone', 'refs', 'clones', 'push', 'slow-clone', 'slow-push'];
+const ALL_CASES = [
+  'clone',
+  'refs',
+  'clones',
+  'push',
+  'slow-clone',
+  'slow-push',
+  'fleet',
+  'fleet-incremental',
+  'clone-warm',
+  'git-clones',
+];
+/** Cases that need the big-tree repository. */
+const BIG_TREE_CASES = ['fleet', 'fleet-incremental', 'git-clones'];
+/** Concurrent clients of the fleet cases. */
+const FLEET_CLIENTS = 32;
+/** Clones in a row per run of clone-warm. */
+const WARM_CLONES = 3;
 const ALL_SYSTEMS = ['git-fcgi', 'git-fcgi-keepalive', 'fcgiwrap', 'fcgiwrap-c4', 'direct', 'relay-floor'];
 /**
  * Only when asked for:
@@ -107,6 +136,8 @@ const DIRECT_REFS_COUNT = opt.quick ? 200 : 500;
 
 const log = (msg) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const work = mkdtempSync(join(os.tmpdir(), 'git-fcgi-bench-'));
+/** A CPU-counting cgroup per server (see cpuCgroup), removed once everything has been killed. */
+const cgroups = {};
 installCleanup(() => {
   if (opt.keep) log(`kept ${work}`);
   else rmSync(work, { recursive: true, force: true });
@@ -258,6 +289,7 @@ async function setup(manifest) {
   for (const name of ['large.git', 'medium.git']) {
     execFileSync('cp', ['-al', join(manifest.root, name), join(repos, name)]);
   }
+  if (manifest.bigTree) execFileSync('cp', ['-al', manifest.bigTree.repo, join(repos, 'bigtree.git')]);
   execFileSync('git', ['init', '-q', '--bare', join(repos, 'slowpush.git')]);
   const slowBackend = join(work, 'slow-backend.mjs');
   writeSlowBackend(slowBackend);
@@ -310,6 +342,12 @@ async function setup(manifest) {
   }
   for (const name of Object.keys(servers)) {
     await waitFor(`${name} on ${sock(name)}`, () => socketUp(sock(name)));
+    // Once up: git-fcgi's spawn helper is running by then, and is moved in with it.
+    const cgroup = cpuCgroup(name);
+    if (cgroup) {
+      cgroup.add(servers[name].pid);
+      cgroups[name] = cgroup;
+    }
   }
   if (wanted.has('relay-floor')) {
     const binary = join(work, 'relay-floor');
@@ -397,6 +435,95 @@ function makeCases(ctx) {
     execFileSync('git', ['init', '-q', '--bare', dir]);
     execFileSync('git', ['-C', dir, 'config', 'http.receivepack', 'true']);
   };
+  /** The processes whose reaped children are the git processes a server ran. */
+  const gitParents = (system) =>
+    isGitFcgi(system) ? daemonPids(servers[system].pid) : withChildren(servers[system].pid, 'fcgiwrap');
+  /**
+   * Runs `clients` (an async function per client) at once against `system` and measures wall
+   * time, git's CPU (the server's reaped children), the server's own CPU and nginx's.
+   */
+  /** CPU seconds of `system`'s git processes so far: its cgroup's, less its own. */
+  const gitCpu = (system) => {
+    const cgroup = cgroups[system];
+    if (cgroup) return cgroup.cpuSeconds() - ownCpuSeconds(system, servers[system].pid);
+    return reapedChildrenCpuSeconds(gitParents(system));
+  };
+  const concurrently = async (system, clients) => {
+    const gitBefore = gitCpu(system);
+    const serverBefore = ownCpuSeconds(system, servers[system].pid);
+    const nginxBefore = ownCpuSeconds('nginx', servers.nginx.pid);
+    const started = process.hrtime.bigint();
+    const results = await Promise.all(clients.map((client) => client()));
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    // git may still be exiting after the last byte: its CPU counts once it has been reaped.
+    await waitGitReaped(servers[system].pid);
+    return {
+      results,
+      seconds,
+      gitCpuSeconds: gitCpu(system) - gitBefore,
+      serverCpuSeconds: ownCpuSeconds(system, servers[system].pid) - serverBefore,
+      nginxCpuSeconds: ownCpuSeconds('nginx', servers.nginx.pid) - nginxBefore,
+    };
+  };
+  const bigTree = manifest.bigTree;
+  // Every measured fleet run wants another commit (main~k), so that no run is served from what an
+  // earlier one left behind (a pack cache); the 32 clients of a run want the same.
+  let fleetSeq = 0;
+  const nextFleetCommit = () => {
+    const k = fleetSeq++ % (bigTree.commits.length - INCREMENTAL_COMMITS - 1);
+    return { k, want: bigTree.commits[k], have: bigTree.commits[k + INCREMENTAL_COMMITS] };
+  };
+  /** Runs `git index-pack --stdin --strict` on a depth-1 pack (the shallow commits told to the repository). */
+  const strictIndex = async (chunks, shallow) => {
+    const dir = join(work, 'index-pack.git');
+    rmSync(dir, { recursive: true, force: true });
+    execFileSync('git', ['init', '-q', '--bare', dir]);
+    if (shallow.length) writeFileSync(join(dir, 'shallow'), `${shallow.join('\n')}\n`);
+    const packFile = join(work, 'index-pack.pack');
+    writeFileSync(packFile, Buffer.concat(chunks));
+    const r = await run('git', ['-C', dir, 'index-pack', '--stdin', '--strict'], { stdin: packFile });
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(packFile, { force: true });
+    return r.code === 0 ? null : `index-pack --strict: ${r.stderr.trim().split('\n').pop()}`;
+  };
+  /** The fleet: FLEET_CLIENTS identical v2 fetches, each response checked (see fleet.mjs). */
+  const fleet = async (system, incremental) => {
+    const { k, want, have } = nextFleetCommit();
+    const request = incremental ? { want, have } : { want, deepen: 1 };
+    const body = fetchBody(request);
+    const expected = expectedObjects(join(repos, 'bigtree.git'), request);
+    const chunks = [];
+    const m = await concurrently(
+      system,
+      Array.from(
+        { length: FLEET_CLIENTS },
+        (_, i) => () =>
+          fetchPack(url(system, '/bigtree.git/git-upload-pack'), body, {
+            expected,
+            onPack: i === 0 && !incremental ? (c) => chunks.push(c) : undefined,
+          }),
+      ),
+    );
+    const errors = m.results.filter((r) => !r.ok).map((r) => r.error);
+    // One response of each depth-1 run through git's own strictest check, after the clock stopped.
+    if (!incremental && m.results[0].ok) {
+      const strict = await strictIndex(chunks, m.results[0].shallow);
+      if (strict) errors.push(strict);
+    }
+    const bytes = m.results.reduce((a, r) => a + r.bytes, 0);
+    return {
+      ok: true,
+      commit: `main~${k}`,
+      objects: expected,
+      seconds: m.seconds,
+      gitCpuSeconds: m.gitCpuSeconds,
+      serverCpuSeconds: m.serverCpuSeconds,
+      nginxCpuSeconds: m.nginxCpuSeconds,
+      responseMB: bytes / 1e6,
+      failures: errors.length,
+      ...(errors.length ? { errors: [...new Set(errors)].slice(0, 3) } : {}),
+    };
+  };
   const pushOk = (file) =>
     existsSync(file) && /unpack ok[\s\S]*ok refs\/heads\/main/.test(readFileSync(file, 'latin1'));
 
@@ -418,6 +545,7 @@ function makeCases(ctx) {
           });
           return { ok: r.code === 0, seconds: r.ms / 1000, mbps: bytes / 1e6 / (r.ms / 1000) };
         }
+        const serverBefore = ownCpuSeconds(system, servers[system].pid);
         const r = await curlPost(
           url(system, '/large.git/git-upload-pack'),
           manifest.cloneBody,
@@ -428,6 +556,7 @@ function makeCases(ctx) {
           seconds: r.seconds,
           mbps: bytes / 1e6 / r.seconds,
           responseBytes: r.bytes,
+          serverCpuSeconds: ownCpuSeconds(system, servers[system].pid) - serverBefore,
         };
       },
     },
@@ -515,6 +644,7 @@ function makeCases(ctx) {
         const out = join(work, 'push.out');
         rmSync(out, { force: true });
         const bytes = manifest.pushBodyBytes;
+        const cpu = {};
         let seconds;
         if (system === 'direct') {
           const r = await run(HTTP_BACKEND, [], {
@@ -528,6 +658,8 @@ function makeCases(ctx) {
           });
           seconds = r.ms / 1000;
         } else {
+          const gitBefore = gitCpu(system);
+          const serverBefore = ownCpuSeconds(system, servers[system].pid);
           const r = await curlPost(
             url(system, '/push.git/git-receive-pack'),
             manifest.pushBody,
@@ -535,10 +667,13 @@ function makeCases(ctx) {
             { outFile: out },
           );
           seconds = r.seconds;
+          await waitGitReaped(servers[system].pid);
+          cpu.gitCpuSeconds = gitCpu(system) - gitBefore;
+          cpu.serverCpuSeconds = ownCpuSeconds(system, servers[system].pid) - serverBefore;
         }
         const ok = pushOk(out);
         rmSync(join(repos, 'push.git'), { recursive: true, force: true });
-        return { ok, seconds, mbps: bytes / 1e6 / seconds };
+        return { ok, seconds, mbps: bytes / 1e6 / seconds, ...cpu };
       },
     },
     'slow-clone': {
@@ -555,6 +690,94 @@ function makeCases(ctx) {
           ok: r.ok && r.bytes >= manifest.largePackFileBytes * 0.99,
           seconds: r.seconds,
           mbps: r.bytes / 1e6 / r.seconds,
+        };
+      },
+    },
+    fleet: {
+      title: `7. CI fleet: ${FLEET_CLIENTS} concurrent depth-1 fetches (v2, deepen 1) of the big-tree repo (${bigTree?.files} files)`,
+      systems: SERVERS.filter((s) => s !== 'direct'),
+      showFailures: true,
+      measure: (system) => fleet(system, false),
+    },
+    'fleet-incremental': {
+      title: `8. incremental fleet: ${FLEET_CLIENTS} concurrent fetches of the same ${INCREMENTAL_COMMITS} new commits (v2, with a have) of the big-tree repo`,
+      systems: SERVERS.filter((s) => s !== 'direct'),
+      showFailures: true,
+      measure: (system) => fleet(system, true),
+    },
+    'clone-warm': {
+      title: `9. full clone of the large repo (pack ${(manifest.largePackFileBytes / 1e6).toFixed(0)} MB), warm, ${WARM_CLONES} in a row`,
+      systems: SERVERS.filter((s) => s !== 'direct'),
+      async measure(system) {
+        const bytes = manifest.largePackFileBytes;
+        const seconds = [];
+        let ok = true;
+        for (let i = 0; i < WARM_CLONES; i++) {
+          const r = await curlPost(
+            url(system, '/large.git/git-upload-pack'),
+            manifest.cloneBody,
+            'application/x-git-upload-pack-request',
+          );
+          ok &&= r.ok && r.bytes >= bytes * 0.99;
+          seconds.push(r.seconds);
+        }
+        return {
+          ok,
+          seconds: median(seconds),
+          ...Object.fromEntries(seconds.map((s, i) => [`seconds${i + 1}`, s])),
+        };
+      },
+    },
+    'git-clones': {
+      title: `10. ${FLEET_CLIENTS} concurrent git clone --depth 1 of the big-tree repo (${bigTree?.files} files)`,
+      systems: SERVERS.filter((s) => s !== 'direct'),
+      showFailures: true,
+      async measure(system) {
+        const base = join(work, 'git-clones');
+        rmSync(base, { recursive: true, force: true });
+        const cpuBefore = machineCpuSeconds();
+        const m = await concurrently(
+          system,
+          Array.from(
+            { length: FLEET_CLIENTS },
+            (_, i) => () =>
+              run(
+                'git',
+                [
+                  'clone',
+                  '-q',
+                  '--bare',
+                  '--depth',
+                  '1',
+                  url(system, '/bigtree.git'),
+                  join(base, `c${i}.git`),
+                ],
+                {
+                  env: {
+                    PATH: process.env.PATH,
+                    HOME: work,
+                    GIT_TERMINAL_PROMPT: '0',
+                    GIT_CONFIG_NOSYSTEM: '1',
+                  },
+                  timeoutMs: 600_000,
+                },
+              ),
+          ),
+        );
+        const cpuSeconds = machineCpuSeconds() - cpuBefore;
+        rmSync(base, { recursive: true, force: true });
+        const failed = m.results.filter((r) => r.code !== 0);
+        return {
+          ok: true,
+          seconds: m.seconds,
+          cpuSeconds,
+          gitCpuSeconds: m.gitCpuSeconds,
+          serverCpuSeconds: m.serverCpuSeconds,
+          nginxCpuSeconds: m.nginxCpuSeconds,
+          failures: failed.length,
+          ...(failed.length
+            ? { errors: [...new Set(failed.map((r) => r.stderr.trim().split('\n').pop()))].slice(0, 3) }
+            : {}),
         };
       },
     },
@@ -631,6 +854,7 @@ const METRICS = {
   clone: [
     ['wall time, s', 'seconds', true],
     ['MB/s', 'mbps', false],
+    ["the FastCGI server's own CPU (not git's), s", 'serverCpuSeconds', true],
   ],
   refs: [['requests/s', 'rps', false]],
   clones: [
@@ -642,8 +866,32 @@ const METRICS = {
   push: [
     ['wall time, s', 'seconds', true],
     ['MB/s', 'mbps', false],
+    ["git's CPU (http-backend, receive-pack, index-pack), s", 'gitCpuSeconds', true],
+    ["the FastCGI server's own CPU (not git's), s", 'serverCpuSeconds', true],
   ],
   'slow-clone': [['wall time, s', 'seconds', true]],
+  fleet: [
+    ['wall time, s', 'seconds', true],
+    ["git's CPU (the server's git processes), s", 'gitCpuSeconds', true],
+    ["the FastCGI server's own CPU (not git's), s", 'serverCpuSeconds', true],
+    ["nginx's CPU, s", 'nginxCpuSeconds', true],
+  ],
+  'fleet-incremental': [
+    ['wall time, s', 'seconds', true],
+    ["git's CPU (the server's git processes), s", 'gitCpuSeconds', true],
+    ["the FastCGI server's own CPU (not git's), s", 'serverCpuSeconds', true],
+  ],
+  'clone-warm': Array.from({ length: WARM_CLONES }, (_, i) => [
+    `clone ${i + 1} of ${WARM_CLONES}: wall time, s`,
+    `seconds${i + 1}`,
+    true,
+  ]),
+  'git-clones': [
+    ['wall time, s', 'seconds', true],
+    ['CPU of the whole machine (servers and clients), s', 'cpuSeconds', true],
+    ["git's CPU on the server side, s", 'gitCpuSeconds', true],
+    ["the FastCGI server's own CPU (not git's), s", 'serverCpuSeconds', true],
+  ],
   'slow-push': [['wall time, s', 'seconds', true]],
 };
 
@@ -671,7 +919,12 @@ function report(results, info, caseDefs) {
     const failures = cols.map((s) =>
       res[s] ? res[s].reduce((a, x) => a + (x.failures ?? 0) + (x.ok ? 0 : 1), 0) : null,
     );
-    if (failures.some((f) => f !== null && f > 0) || group === 'clones' || key === 'refs-64') {
+    if (
+      failures.some((f) => f !== null && f > 0) ||
+      group === 'clones' ||
+      key === 'refs-64' ||
+      def.showFailures
+    ) {
       row(
         `${def.title}: failures (all runs)`,
         failures.map((f) => (f === null ? '—' : String(f))),
@@ -694,6 +947,8 @@ function report(results, info, caseDefs) {
 
 async function main() {
   const manifest = await prepareRepos(opt.cache, repoSpecs(opt.quick), log);
+  if (CASES.some((c) => BIG_TREE_CASES.includes(c)))
+    manifest.bigTree = await prepareBigTree(opt.cache, bigTreeSpec(opt.quick), log);
   const info = machineInfo();
   log(
     `work dir ${work}; large pack ${(manifest.largePackFileBytes / 1e6).toFixed(0)} MB, push ${(manifest.pushBodyBytes / 1e6).toFixed(0)} MB`,
@@ -734,6 +989,10 @@ async function main() {
   const errors = readFileSync(join(work, 'nginx', 'error.log'), 'utf8').trim();
   if (errors) log(`nginx error.log (last lines):\n${errors.split('\n').slice(-5).join('\n')}`);
 }
+
+process.on('exit', () => {
+  for (const cgroup of Object.values(cgroups)) cgroup.remove();
+});
 
 main().then(
   () => process.exit(0),
