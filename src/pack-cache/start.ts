@@ -62,10 +62,13 @@ export async function startPackCache(
       hookPath: PACK_HOOK_PATH,
     });
     log.debug('pack cache on', { dir: dir.dir, budget: budgetBytes });
+    // An exit without the normal stop (a second SIGTERM, a crash) still removes the files.
+    process.once('exit', dir.cleanup);
     return {
       cache,
       stop: async () => {
         await cache.close();
+        process.off('exit', dir.cleanup);
         dir.cleanup();
       },
     };
