@@ -123,7 +123,9 @@ export class PackCache {
     this.stopping.abort(new Error('git-fcgi stops'));
     clearInterval(this.sweeper);
     this.server.close();
-    await Promise.all(this.running);
+    // Killed above (SIGTERM, SIGKILL after kill_grace); a stop never waits on a stuck stream.
+    const bound = new Promise((resolve) => setTimeout(resolve, this.options.killGraceMs + 2000).unref());
+    await Promise.race([Promise.all(this.running), bound]);
     this.store.clear();
   }
 
