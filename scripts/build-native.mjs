@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Builds dist/git-fcgi-spawnd (src/native/spawnd.c), the helper that starts backends without
-// forking the daemon. Without a C compiler git-fcgi still works (spawn_helper = auto falls back
-// to Node's own spawn), so a missing compiler is a warning; a compile error is a failure.
+// forking the daemon, and dist/git-fcgi-pack-hook (src/native/pack-hook.c), the pack cache's
+// uploadpack.packObjectsHook. Without a C compiler git-fcgi still works (spawn_helper = auto
+// falls back to Node's own spawn, the pack cache is off), so a missing compiler is a warning; a
+// compile error is a failure.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -11,22 +13,27 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const cc = process.env.CC || 'cc';
 if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).error) {
   process.stderr.write(
-    `git-fcgi: no C compiler (${cc}): git-fcgi-spawnd not built; backends will be started by forking ` +
-      'the daemon, which is slower. Install gcc (or set CC) and run `npm run build` to build it.\n',
+    `git-fcgi: no C compiler (${cc}): git-fcgi-spawnd and git-fcgi-pack-hook not built; backends will be started by forking ` +
+      'the daemon, which is slower, and the pack cache is off. Install gcc (or set CC) and run `npm run build` to build it.\n',
   );
   process.exit(0);
 }
 mkdirSync(join(root, 'dist'), { recursive: true });
-execFileSync(
-  cc,
-  [
-    '-O2',
-    '-Wall',
-    '-Wextra',
-    '-Werror',
-    '-o',
-    join(root, 'dist/git-fcgi-spawnd'),
-    join(root, 'src/native/spawnd.c'),
-  ],
-  { stdio: 'inherit' },
-);
+for (const [source, binary] of [
+  ['spawnd.c', 'git-fcgi-spawnd'],
+  ['pack-hook.c', 'git-fcgi-pack-hook'],
+]) {
+  execFileSync(
+    cc,
+    [
+      '-O2',
+      '-Wall',
+      '-Wextra',
+      '-Werror',
+      '-o',
+      join(root, 'dist', binary),
+      join(root, 'src/native', source),
+    ],
+    { stdio: 'inherit' },
+  );
+}

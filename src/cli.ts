@@ -12,6 +12,8 @@ import { DEMO_USER, ensureDemoRepository, prepareDemo } from './demo.js';
 import { describeError } from './errors.js';
 import { createLogger, logFileProblems } from './log.js';
 import { SPAWN_HELPER_PATH } from './request/spawn-helper.js';
+import { checkPackCache } from './pack-cache/start.js';
+import { resolveRunAs } from './server/privileges.js';
 import { Service, logOptions, preflight } from './server/service.js';
 import { VERSION } from './version.js';
 
@@ -54,7 +56,17 @@ function checkEnvironment(config: Config, backend: string): string[] {
     }
   }
   problems.push(...checkAccess(config.access));
+  problems.push(...checkPackCache(config, servingUid(config)));
   return problems;
+}
+
+/** The uid backends (and the pack cache) run as: the configured user's, else this process's. */
+function servingUid(config: Config): number {
+  try {
+    return resolveRunAs(config.user, config.group)?.uid ?? process.getuid?.() ?? 0;
+  } catch {
+    return process.getuid?.() ?? 0;
+  }
 }
 
 async function main(): Promise<void> {

@@ -33,6 +33,8 @@ export type ErrorCode =
   // Limits: every backend slot busy and the queue full, or waited too long in the queue.
   | 'ERR_OVERLOADED'
   | 'ERR_QUEUE_TIMEOUT'
+  // The pack cache's hook (git-fcgi-pack-hook) sent a malformed message: it runs git itself.
+  | 'ERR_PACK_HOOK_PROTOCOL'
   // An unexpected local failure (EMFILE, EIO...) that must not look like the client's fault.
   | 'ERR_INTERNAL'
   // Startup / configuration.

@@ -97,8 +97,8 @@ stage() {
     sed -i "1s|^#!/usr/bin/env node\$|#!$NODE|" "$file"
   done
   if [ -f "$HELPER" ]; then
-    chmod 0755 "$root$APP/dist/git-fcgi-spawnd"
-    strip --strip-unneeded "$root$APP/dist/git-fcgi-spawnd"
+    chmod 0755 "$root$APP/dist/git-fcgi-spawnd" "$root$APP/dist/git-fcgi-pack-hook"
+    strip --strip-unneeded "$root$APP/dist/git-fcgi-spawnd" "$root$APP/dist/git-fcgi-pack-hook"
   fi
 }
 

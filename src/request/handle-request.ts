@@ -15,6 +15,8 @@ import type { RefAdvertisementCache } from '../advertisement/cache.js';
 import type { CgiHead } from './cgi-headers.js';
 import { fastPathFor, type FastPath } from '../advertisement/fast-path.js';
 import type { GitInstalls } from '../advertisement/git-install.js';
+import type { PackCache } from '../pack-cache/pack-cache.js';
+import type { PackOutcome } from '../pack-cache/tickets.js';
 
 /** What the request handler needs from the configuration (read per request, so reloads apply). */
 export interface HandlerSettings extends AccessSettings {
@@ -67,6 +69,8 @@ export interface HandlerDeps {
   readonly refCache: () => RefAdvertisementCache | null;
   /** The git installations behind the backends (versions), for the ref advertisement fast path. */
   readonly gitInstalls: GitInstalls;
+  /** The pack cache in use; null when pack_cache = 0 (or it cannot work here). */
+  readonly packCache?: () => PackCache | null;
 }
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;
@@ -109,6 +113,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
   let grant: Grant | undefined;
   let denied: AccessDenied | undefined;
   let result: RelayResult;
+  let endPack = (): PackOutcome | null => null;
   try {
     target = validate(params, log);
     const projectRoot = params.get('GIT_PROJECT_ROOT') || settings.projectRoot;
@@ -128,17 +133,22 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     // Rules are matched against the repository git would serve, whatever alias reached it.
     grant = await authorizer.authorize(settings, { ...target, repo: repository.name }, params, log);
     const repoDir = repository.gitDir;
+    // Pack requests may ask the pack cache (through git-fcgi-pack-hook) for their pack.
+    const packCache =
+      target.kind === 'smart-rpc' && target.service === 'git-upload-pack' ? deps.packCache?.() : null;
+    const packUse = packCache?.begin(id, repoDir) ?? null;
+    if (packCache && packUse) endPack = () => packCache.end(packUse.ticket);
     const env = buildBackendEnv(params, {
       projectRoot,
       exportAll: settings.exportAll,
       pathInfo: target.pathInfo,
       requestId: id,
       maxRequestBufferBytes: settings.maxRequestBufferBytes,
-      gitConfig: gitConfigFor(settings),
+      gitConfig: packUse === null ? gitConfigFor(settings) : [...gitConfigFor(settings), packUse.gitConfig],
       serverSoftware: settings.serverSoftware,
       home: settings.home,
       adminEnv: settings.env,
-      extraEnv: grant.env,
+      extraEnv: packUse === null ? grant.env : { ...grant.env, ...packUse.env },
       ...(grant.remoteUser === undefined ? {} : { remoteUser: grant.remoteUser }),
     });
     const fast =
@@ -160,6 +170,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     if (err instanceof AccessDenied) denied = err;
     result = refuse(exchange, err, log);
   }
+  const pack = endPack();
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   const service = target?.service ?? (target ? 'dumb' : '-');
   deps.events.finished({
@@ -180,6 +191,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     ms: Math.round(ms * 10) / 10,
     exit: result.exit,
     ...(result.cached === true ? { cache: 'hit' } : {}),
+    ...(pack === null ? {} : { pack }),
     ...(result.error ? { error: result.error } : {}),
   });
 }

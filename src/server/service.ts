@@ -2,7 +2,7 @@ import { reloadConfig } from '../config/reload.js';
 import { effectiveQueue, type Config } from '../config/settings.js';
 import { GitFcgiError, describeError } from '../errors.js';
 import type { ClosableLogger, LogOptions, Logger } from '../log.js';
-import { spawnBackend } from '../request/backend-process.js';
+import { spawnBackend, type Spawner } from '../request/backend-process.js';
 import { RefAdvertisementCache } from '../advertisement/cache.js';
 import { GitInstalls } from '../advertisement/git-install.js';
 import { createRequestHandler, type HandlerSettings } from '../request/handle-request.js';
@@ -22,6 +22,8 @@ import {
   type NumericOwner,
 } from './privileges.js';
 import { ServerStats } from './status.js';
+import { startPackCache } from '../pack-cache/start.js';
+import type { PackCache } from '../pack-cache/pack-cache.js';
 
 export interface ServiceOptions {
   readonly config: Config;
@@ -74,6 +76,7 @@ export class Service {
   private removePidFile: () => string | null = () => null;
   private helper: SpawnHelper | null = null;
   private refCache: RefAdvertisementCache | null;
+  private packCache: { readonly cache: PackCache; readonly stop: () => Promise<void> } | null = null;
   private readonly gitInstalls = new GitInstalls();
 
   private constructor(
@@ -96,16 +99,17 @@ export class Service {
           maxActiveReached: this.limiter.maxActiveReached,
           maxChildren: this.config.maxChildren,
           queue: effectiveQueue(this.config),
+          pack: this.packCache?.cache.figures() ?? null,
         }),
       handler: createRequestHandler({
         settings: () => this.handlerSettings,
         log,
         acquireSlot: (signal) => this.limiter.acquire(signal),
-        spawn: (...how) =>
-          this.helper?.available === true ? this.helper.spawn(...how) : spawnBackend(...how),
+        spawn: this.spawn,
         events: this.stats,
         refCache: () => this.refCache,
         gitInstalls: this.gitInstalls,
+        packCache: () => this.packCache?.cache ?? null,
       }),
     });
   }
@@ -125,16 +129,21 @@ export class Service {
       if (checked.runAs !== null) dropPrivileges(checked.runAs);
       // After the privilege drop: the helper, and so every backend, runs as the configured user.
       service.helper = await startSpawnHelper(options.config.spawnHelper, options.log);
+      service.packCache = await startPackCache(options.config, { spawn: service.spawn, log: options.log });
       await service.probeGit(options.config);
       service.daemon.open();
     } catch (err) {
       await service.daemon.stop(0);
+      await service.packCache?.stop();
       service.helper?.close();
       service.removePidFile();
       throw err;
     }
     return { service, listening };
   }
+
+  private readonly spawn: Spawner = (...how) =>
+    this.helper?.available === true ? this.helper.spawn(...how) : spawnBackend(...how);
 
   get activeRequests(): number {
     return this.daemon.activeRequests;
@@ -177,6 +186,7 @@ export class Service {
   /** Stops accepting, waits up to shutdown_timeout, removes socket and pid file. Returns how many requests were aborted. */
   async stop(): Promise<number> {
     const aborted = await this.daemon.stop(this.config.shutdownTimeoutMs);
+    await this.packCache?.stop();
     this.helper?.close();
     const problem = this.removePidFile();
     if (problem !== null) this.options.log.warn(problem);

@@ -34,6 +34,18 @@ function renderText(s: StatusSnapshot): string {
     ['queue size', s.queue],
     ['spawned backends', s.spawned],
     ['ref cache hits', s.refCacheHits],
+    ...(s.pack === null
+      ? []
+      : ([
+          ['pack cache hits', s.pack.hits],
+          ['pack cache misses', s.pack.misses],
+          ['pack cache coalesced', s.pack.coalesced],
+          ['pack cache bypassed', s.pack.bypassed],
+          ['pack cache bytes served', s.pack.bytesServed],
+          ['pack cache bytes generated', s.pack.bytesGenerated],
+          ['pack cache entries', s.pack.entries],
+          ['pack cache disk bytes', s.pack.diskBytes],
+        ] as Array<[string, number]>)),
     ['bytes in', s.bytesIn],
     ['bytes out', s.bytesOut],
     ...Object.entries(s.responses).map(([code, n]): [string, number] => [`responses ${code}`, n]),
@@ -55,6 +67,20 @@ function renderJson(s: StatusSnapshot): string {
     queue_size: s.queue,
     spawned: s.spawned,
     ref_cache_hits: s.refCacheHits,
+    ...(s.pack === null
+      ? {}
+      : {
+          pack_cache: {
+            hits: s.pack.hits,
+            misses: s.pack.misses,
+            coalesced: s.pack.coalesced,
+            bypassed: s.pack.bypassed,
+            bytes_served: s.pack.bytesServed,
+            bytes_generated: s.pack.bytesGenerated,
+            entries: s.pack.entries,
+            disk_bytes: s.pack.diskBytes,
+          },
+        }),
     bytes_in: s.bytesIn,
     bytes_out: s.bytesOut,
     responses: s.responses,
@@ -81,6 +107,32 @@ function renderOpenMetrics(s: StatusSnapshot): string {
   gauge('queue_size', 'Configured length of the wait queue.', s.queue);
   counter('spawned_backends', 'Backends started.', s.spawned);
   counter('ref_cache_hits', 'Ref advertisements answered from the cache, without a backend.', s.refCacheHits);
+  if (s.pack !== null) {
+    counter('pack_cache_hits', 'Packs served from a finished cached pack.', s.pack.hits);
+    counter('pack_cache_misses', 'Packs that ran git pack-objects for the cache.', s.pack.misses);
+    counter(
+      'pack_cache_coalesced',
+      'Packs served from a pack being generated for another request.',
+      s.pack.coalesced,
+    );
+    counter(
+      'pack_cache_bypassed',
+      'Packs git made itself (the cache declined: see the debug log).',
+      s.pack.bypassed,
+    );
+    counter(
+      'pack_cache_served_bytes',
+      'Pack bytes served from the cache (hits and coalesced).',
+      s.pack.bytesServed,
+    );
+    counter(
+      'pack_cache_generated_bytes',
+      'Pack bytes git pack-objects made for the cache.',
+      s.pack.bytesGenerated,
+    );
+    gauge('pack_cache_entries', 'Packs on disk now (in use or kept).', s.pack.entries);
+    gauge('pack_cache_disk_bytes', 'Bytes of the cached packs on disk now.', s.pack.diskBytes);
+  }
   counter('received_bytes', 'Request body bytes passed to backends.', s.bytesIn);
   counter('sent_bytes', 'Response body bytes sent.', s.bytesOut);
   family(

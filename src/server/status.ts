@@ -1,3 +1,4 @@
+import type { PackCacheFigures } from '../pack-cache/pack-cache.js';
 import type { RequestEvents, RequestOutcome } from '../request/handle-request.js';
 
 /** The limiter's live figures, read when the page is rendered. */
@@ -7,6 +8,8 @@ export interface LoadFigures {
   readonly maxActiveReached: number;
   readonly maxChildren: number;
   readonly queue: number;
+  /** The pack cache's figures; null when it is off. */
+  readonly pack: PackCacheFigures | null;
 }
 
 /** One snapshot of everything the status page shows. */
@@ -22,6 +25,8 @@ export interface StatusSnapshot {
   readonly spawned: number;
   /** Ref advertisements answered from the cache, without a backend. */
   readonly refCacheHits: number;
+  /** The pack cache's figures; null when it is off. */
+  readonly pack: PackCacheFigures | null;
   readonly bytesIn: number;
   readonly bytesOut: number;
   /** By HTTP status, including git-fcgi's own 4xx/5xx and 499 for clients that left. */
@@ -75,6 +80,7 @@ export class ServerStats implements RequestEvents {
       queue: load.queue,
       spawned: this.spawnedCount,
       refCacheHits: this.cacheHits,
+      pack: load.pack,
       bytesIn: this.bytesInTotal,
       bytesOut: this.bytesOutTotal,
       responses: sorted(this.byStatus),

@@ -10,7 +10,7 @@ function sample() {
   stats.spawned();
   stats.finished({ status: 200, service: 'git-upload-pack', bytesIn: 10, bytesOut: 300 });
   stats.finished({ status: 404, service: '-', bytesIn: 0, bytesOut: 0 });
-  const load = { active: 1, queued: 2, maxActiveReached: 3, maxChildren: 4, queue: 16 };
+  const load = { active: 1, queued: 2, maxActiveReached: 3, maxChildren: 4, queue: 16, pack: null };
   return stats.snapshot(load, new Date(stats.startTime.getTime() + 5500));
 }
 
