@@ -191,11 +191,26 @@ describe('pack cache', () => {
     const before = await figures('cached');
     const leaving = new AbortController();
     const leader = await post('cached', head, leaving.signal);
-    const follower = validPack('cached');
     const reader = leader.body?.getReader();
-    await reader?.read();
+    assert.ok(reader);
+    // Until the pack has begun: the leader's hook has asked and pack-objects runs for it. (The
+    // first chunk alone can come before: a leader gone that early never asked, and the follower
+    // would be the only request.)
+    let seen = Buffer.alloc(0);
+    await withDeadline(
+      (async () => {
+        while (!seen.includes('PACK')) {
+          const { value, done } = await reader.read();
+          assert.ok(!done, 'the leader got a whole response before its pack began');
+          seen = Buffer.concat([seen.subarray(-3), Buffer.from(value)]);
+        }
+      })(),
+      30_000,
+      "the leader's pack",
+    );
+    const follower = validPack('cached');
     leaving.abort();
-    await reader?.cancel().catch(() => {});
+    await reader.cancel().catch(() => {});
     await follower;
     const now = await figures('cached');
     assert.equal(now?.misses, (before?.misses ?? 0) + 1);
