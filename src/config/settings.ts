@@ -327,6 +327,7 @@ export const SETTINGS = {
     key: 'pack_cache_dir',
     default: null,
     parse: nullable(parseAbsolutePath),
+    show: (dir) => dir ?? '($CACHE_DIRECTORY, else a private directory under the temporary directory)',
     restart: true,
     example: { value: '/var/cache/git-fcgi' },
     doc: "Directory for the pack cache's files; it must belong to the serving user and be closed to everyone else (mode 0700), else git-fcgi does not start. Files in it named pack-* are deleted at start. Unset: $CACHE_DIRECTORY when systemd sets it (the units say CacheDirectory=git-fcgi), else a private directory under the temporary directory, removed at exit.",

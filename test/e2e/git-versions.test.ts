@@ -128,6 +128,12 @@ function defineSuite(under: GitUnderTest): void {
     const res = await fetch(nginx.url(0, '/git-fcgi-status?json'));
     return ((await res.json()) as { ref_cache_hits: number }).ref_cache_hits;
   };
+  const packFigures = async (): Promise<{ hits: number; misses: number; bypassed: number }> => {
+    const res = await fetch(nginx.url(0, '/git-fcgi-status?json'));
+    const figures = ((await res.json()) as { pack_cache?: Record<string, number> }).pack_cache;
+    assert.ok(figures, 'the pack cache is on by default');
+    return { hits: figures.hits ?? 0, misses: figures.misses ?? 0, bypassed: figures.bypassed ?? 0 };
+  };
   const remoteMain = async (format: RefFormat): Promise<string> =>
     (await serverGit(['rev-parse', 'refs/heads/main'], { cwd: join(root, format, 'demo.git') })).stdout
       .toString()
@@ -259,6 +265,20 @@ function defineSuite(under: GitUnderTest): void {
       assert.equal(count.stdout.toString().trim(), '1');
       const shallow = await client(['rev-parse', '--is-shallow-repository'], { cwd: dir('shallow') });
       assert.equal(shallow.stdout.toString().trim(), 'true');
+    });
+
+    test(`${format}: the pack cache: a repeated shallow clone gets the kept pack, and both pass fsck`, async () => {
+      // git-fcgi-pack-hook runs under this git's upload-pack (uploadpack.packObjectsHook from
+      // GIT_CONFIG_COUNT), and the pack it serves is this git's pack-objects output.
+      const before = await packFigures();
+      for (const name of ['pack-1', 'pack-2']) {
+        await client(['clone', '-q', '--depth', '1', repoUrl(format), dir(name)]);
+        await client(['fsck', '--strict'], { cwd: dir(name) });
+      }
+      const now = await packFigures();
+      assert.equal(now.misses - before.misses, 1, 'one pack-objects for the two clones');
+      assert.equal(now.hits - before.hits, 1, 'the second clone was served the kept pack');
+      assert.equal(now.bypassed, before.bypassed, 'the hook never fell back to git');
     });
 
     test(`${format}: partial clone (--filter=blob:none)`, async () => {
