@@ -276,8 +276,10 @@ function defineSuite(under: GitUnderTest): void {
         await client(['fsck', '--strict'], { cwd: dir(name) });
       }
       const now = await packFigures();
-      assert.equal(now.misses - before.misses, 1, 'one pack-objects for the two clones');
-      assert.equal(now.hits - before.hits, 1, 'the second clone was served the kept pack');
+      // The shallow clone test before this one asked for the same pack: both may be hits.
+      assert.ok(now.misses - before.misses <= 1, 'at most one pack-objects for the two clones');
+      assert.equal(now.misses + now.hits - before.misses - before.hits, 2, 'both asked the cache');
+      assert.ok(now.hits - before.hits >= 1, 'the second clone was served the kept pack');
       assert.equal(now.bypassed, before.bypassed, 'the hook never fell back to git');
     });
 
