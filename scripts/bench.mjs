@@ -33,6 +33,7 @@ import {
   fetchPack,
   INCREMENTAL_COMMITS,
   prepareBigTree,
+  cpuSecondsOf,
   reapedChildrenCpuSeconds,
   waitGitReaped,
 } from './bench/fleet.mjs';
@@ -214,17 +215,7 @@ const daemonPids = (pid) => withChildren(pid, 'git-fcgi-spawnd');
  */
 function ownCpuSeconds(system, pid) {
   const comm = { nginx: 'nginx', fcgiwrap: 'fcgiwrap', 'fcgiwrap-c4': 'fcgiwrap' }[system];
-  let ticks = 0;
-  for (const p of comm ? withChildren(pid, comm) : daemonPids(pid)) {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return ticks / 100; // USER_HZ
+  return cpuSecondsOf(comm ? withChildren(pid, comm) : daemonPids(pid), 'self');
 }
 
 /** Peak RSS is the kernel's VmHWM, reset to the current RSS before each measured run; the helper's counts too. */

@@ -270,14 +270,24 @@ export function descendants(pid) {
  * workers and git http-backend all reap their children, so upload-pack and pack-objects count).
  */
 export function reapedChildrenCpuSeconds(pids) {
+  return cpuSecondsOf(pids, 'children');
+}
+
+/**
+ * CPU seconds from /proc/PID/stat of every pid still there: their own utime + stime ('self'),
+ * or cutime + cstime, what their reaped children used ('children').
+ */
+export function cpuSecondsOf(pids, whose) {
+  // Fields after "pid (comm) ": state is 0, so utime/stime are 11/12 and cutime/cstime 13/14.
+  const first = whose === 'self' ? 11 : 13;
   let ticks = 0;
   for (const p of pids) {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[13]) + Number(f[14]);
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[first]) + Number(fields[first + 1]);
     } catch {
-      // gone
+      // gone meanwhile
     }
   }
   return ticks / 100; // USER_HZ
