@@ -7,14 +7,26 @@
  *   hook -> daemon: u32 BE length, then NUL-terminated strings: token, cwd, argc, stdin length,
  *                   argv[1..], environment; then the stdin bytes.
  *   daemon -> hook: 'Y' (frames follow) or 'N' (run it yourself).
- *   frames: 1 type byte ('o' stdout, 'e' stderr, 'x' exit code), u32 BE length, payload.
+ *   frames: 1 type byte, u32 BE length, payload:
+ *     'p' the cached pack's file (a path; empty when it has none), before any 'f';
+ *     'f' u64 BE: the file now holds this many bytes: the hook copies what it has not yet sent
+ *         straight from the file to its stdout (sendfile), so a cached pack never passes
+ *         through the daemon on its way to upload-pack;
+ *     'o' pack bytes inline (those the file could not take: a full disk, the budget), only
+ *         after the last 'f';
+ *     'e' stderr (pack-objects' progress); 'x' the exit code (1 byte), last.
+ * The daemon keeps the file until this connection closes, so it is never removed before the
+ * hook opened it. The daemon must run as the hook's user (SO_PEERCRED), else the hook does
+ * not listen to it.
  * Whatever goes wrong before the first byte of the pack (no variables, no daemon, a refusal, a
- * protocol error, the connection lost) ends in the hook running `git pack-objects` itself with
- * the same stdin (kept in a memfd): the cache never fails a fetch that git alone would serve.
+ * protocol error, the connection lost, a file that cannot be opened) ends in the hook running
+ * `git pack-objects` itself with the same stdin (kept in a memfd): the cache never fails a
+ * fetch that git alone would serve.
  * It is exec'd once per fetch: no allocations beyond the message, no dynamic loading of note.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -128,6 +140,47 @@ static int connect_to(const char *where) {
   return fd;
 }
 
+/* Whether the daemon on `sock` runs as this user (it names files for the hook to send). */
+static int same_user(int sock) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return 0;
+  return cred.uid == geteuid();
+}
+
+/* A frame's payload (at most 64 KiB) and a NUL after it. */
+static char buf[65536 + 1];
+
+/*
+ * Copies the file's bytes [*off, end) to stdout: sendfile, or read and write where the file
+ * system cannot. 0: done; -1: stdout is gone; -2: the file is shorter than announced.
+ */
+static int copy_file(int file, off_t *off, off_t end) {
+  int can_sendfile = 1;
+  while (*off < end) {
+    size_t want = (size_t)(end - *off);
+    if (want > (1 << 30)) want = 1 << 30;
+    if (can_sendfile) {
+      ssize_t s = sendfile(1, file, off, want);
+      if (s < 0 && errno == EINTR) continue;
+      if (s < 0 && (errno == EINVAL || errno == ENOSYS)) {
+        can_sendfile = 0;
+        continue;
+      }
+      if (s < 0) return errno == EPIPE ? -1 : -2;
+      if (s == 0) return -2;
+      continue;
+    }
+    if (want > sizeof buf - 1) want = sizeof buf - 1;
+    ssize_t r = pread(file, buf, want, *off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -2;
+    if (write_all(1, buf, (size_t)r) < 0) return -1;
+    *off += r;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   run_argv = argv;
   if (argc < 2) {
@@ -164,19 +217,20 @@ int main(int argc, char **argv) {
   message[3] = (char)body;
 
   int sock = connect_to(where);
-  if (sock < 0) run_itself();
+  if (sock < 0 || !same_user(sock)) run_itself();
   if (write_all(sock, message, message_len) < 0) run_itself();
-  off_t off = 0;
-  while (off < stdin_len) {
-    ssize_t s = sendfile(sock, stdin_fd, &off, (size_t)(stdin_len - off));
+  off_t sent = 0;
+  while (sent < stdin_len) {
+    ssize_t s = sendfile(sock, stdin_fd, &sent, (size_t)(stdin_len - sent));
     if (s < 0 && errno == EINTR) continue;
     if (s <= 0) run_itself();
   }
   char answer;
   if (read_all(sock, &answer, 1) != 1 || answer != 'Y') run_itself();
 
-  static char buf[65536];
   int wrote_pack = 0;
+  int file = -1;
+  off_t off = 0; /* pack bytes written to stdout */
   for (;;) {
     char head[5];
     int r = read_all(sock, head, 5);
@@ -188,13 +242,36 @@ int main(int argc, char **argv) {
       if (len != 1 || read_all(sock, &code, 1) != 1) break;
       return (unsigned char)code;
     }
-    if ((head[0] != 'o' && head[0] != 'e') || len > sizeof buf) break;
+    if (len >= sizeof buf) break;
     if (read_all(sock, buf, len) != 1) break;
-    if (head[0] == 'o') {
+    if (head[0] == 'p') {
+      if (file >= 0 || wrote_pack) break;
+      if (len == 0) continue; /* no file: everything comes inline */
+      buf[len] = '\0';
+      file = open(buf, O_RDONLY | O_CLOEXEC);
+      if (file < 0) run_itself(); /* removed meanwhile: nothing written yet, git can do it */
+    } else if (head[0] == 'f') {
+      if (file < 0 || len != 8) break;
+      uint64_t end = 0;
+      for (int i = 0; i < 8; i++) end = end << 8 | (unsigned char)buf[i];
+      if ((off_t)end < off) break;
+      off_t before = off;
+      int c = copy_file(file, &off, (off_t)end);
+      if (off > before) wrote_pack = 1;
+      if (c == -1) return 141; /* upload-pack is gone */
+      if (c == -2) {
+        if (!wrote_pack) run_itself();
+        fprintf(stderr, "git-fcgi-pack-hook: the cached pack is shorter than announced\n");
+        return 128;
+      }
+    } else if (head[0] == 'o') {
       if (write_all(1, buf, len) < 0) return 141; /* upload-pack is gone */
+      off += len;
       wrote_pack = 1;
-    } else {
+    } else if (head[0] == 'e') {
       (void)write_all(2, buf, len);
+    } else {
+      break;
     }
   }
   /* The daemon went away mid-answer: before the pack began, git can still do it alone. */

@@ -16,6 +16,8 @@ export class PackFile {
   exitCode = 0;
   /** Whether the file still takes the bytes (else they go to the memory window). */
   cacheable: boolean;
+  /** Whether the file was made: readers copy [0, fileBytes) from it, even once it is no longer cacheable. */
+  readonly hasFile: boolean;
   private readonly window: Buffer[] = [];
   private windowBytes = 0;
   private wakeups: Array<() => void> = [];
@@ -34,6 +36,7 @@ export class PackFile {
       this.fd = null;
       this.cacheable = false;
     }
+    this.hasFile = this.cacheable;
   }
 
   /** Appends `chunk` to the file; resolves false (nothing counted) when it could not. */

@@ -1,13 +1,12 @@
-import { close, open, read } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { PackFile } from './pack-file.js';
 
-/** One read of the file: the hook's frame payload limit is its 64 KiB buffer. */
+/** The most pack bytes in one 'o' frame: the hook's frame payload limit is its 64 KiB buffer. */
 const CHUNK_BYTES = 64 * 1024;
 const HEAD_BYTES = 5;
 
-/** A frame header: type ('o' stdout, 'e' stderr, 'x' exit code) and the payload length. */
-export function frameHead(type: 'o' | 'e' | 'x', length: number): Buffer {
+/** A frame header: its type (see src/native/pack-hook.c) and the payload length. */
+export function frameHead(type: 'p' | 'o' | 'e' | 'x', length: number): Buffer {
   const head = Buffer.allocUnsafe(HEAD_BYTES);
   head[0] = type.charCodeAt(0);
   head.writeUInt32BE(length, 1);
@@ -23,14 +22,6 @@ export function writeStderr(socket: Socket, chunk: Buffer): void {
   }
 }
 
-const openFile = (path: string): Promise<number | null> =>
-  new Promise((resolve) => open(path, 'r', (err, fd) => resolve(err === null ? fd : null)));
-
-const readAt = (fd: number, buf: Buffer, at: number, length: number, position: number): Promise<number> =>
-  new Promise((resolve, reject) =>
-    read(fd, buf, at, length, position, (err, n) => (err === null ? resolve(n) : reject(err))),
-  );
-
 /** Resolves once the socket took the bytes (its callback); false when it is gone. */
 const send = (socket: Socket, bytes: Buffer): Promise<boolean> =>
   new Promise((resolve) => {
@@ -41,15 +32,24 @@ const send = (socket: Socket, bytes: Buffer): Promise<boolean> =>
     socket.write(bytes, (err) => resolve(err === undefined || err === null));
   });
 
+/** A 'f' frame: the file now holds `bytes` bytes. */
+function sizeFrame(bytes: number): Buffer {
+  const frame = Buffer.allocUnsafe(HEAD_BYTES + 8);
+  frame[0] = 0x66; // 'f'
+  frame.writeUInt32BE(8, 1);
+  frame.writeBigUInt64BE(BigInt(bytes), HEAD_BYTES);
+  return frame;
+}
+
 /**
- * Streams `pack` to one hook as frames, from the file as far as it is written, then from the
- * memory window, waiting while the pack grows; the exit code last. One fixed buffer per
- * reader; the next read waits for the socket to take the last one. Resolves with the pack
- * bytes sent; the caller has registered `self` in pack.readers and removes it.
+ * Streams `pack` to one hook: the file's path, then how far it is written as it grows (the
+ * hook copies those bytes from the file itself, so they never pass through the daemon), then
+ * any bytes the file could not take from the memory window inline, then the exit code. Waits
+ * while the pack grows. Resolves with the pack bytes handed over once the hook has closed the
+ * connection: until then it may still be opening or reading the file, which must not be removed
+ * under it. The caller has registered `self` in pack.readers and removes it.
  */
 export async function streamPack(pack: PackFile, socket: Socket, self: object): Promise<number> {
-  const buf = Buffer.allocUnsafe(HEAD_BYTES + CHUNK_BYTES);
-  let fd: number | null = null;
   let offset = 0;
   let gone = false;
   let onClose = (): void => {};
@@ -61,16 +61,14 @@ export async function streamPack(pack: PackFile, socket: Socket, self: object): 
   });
   socket.once('close', onClose);
   try {
-    fd = await openFile(pack.path);
+    const where = Buffer.from(pack.hasFile ? pack.path : '');
+    if (!(await send(socket, Buffer.concat([frameHead('p', where.length), where])))) return offset;
     for (;;) {
       if (gone) return offset;
-      if (fd !== null && offset < pack.fileBytes) {
-        const n = await readAt(fd, buf, HEAD_BYTES, Math.min(CHUNK_BYTES, pack.fileBytes - offset), offset);
-        if (n === 0) throw new Error('the cached pack is shorter than written');
-        buf[0] = 0x6f; // 'o'
-        buf.writeUInt32BE(n, 1);
-        if (!(await send(socket, buf.subarray(0, HEAD_BYTES + n)))) return offset;
-        offset += n;
+      if (pack.hasFile && offset < pack.fileBytes) {
+        const bytes = pack.fileBytes;
+        if (!(await send(socket, sizeFrame(bytes)))) return offset;
+        offset = bytes;
         advance(pack, self, offset);
         continue;
       }
@@ -87,16 +85,15 @@ export async function streamPack(pack: PackFile, socket: Socket, self: object): 
         const code = pack.state === 'done' ? 0 : pack.exitCode & 0xff || 128;
         await send(socket, Buffer.concat([frameHead('x', 1), Buffer.from([code])]));
         socket.end();
+        await closed;
         return offset;
       }
       await Promise.race([pack.changed(), closed]);
     }
   } finally {
     socket.off('close', onClose);
-    if (fd !== null) close(fd, () => {});
   }
 }
-
 function advance(pack: PackFile, self: object, offset: number): void {
   pack.readers.set(self, offset);
   if (!pack.cacheable) pack.trim();
