@@ -111,12 +111,22 @@ export function expectedObjects(repo, { want, have }) {
 /**
  * Checks a v2 fetch response as it streams: pkt-lines up to `packfile`, then side-band: band 1 is
  * the pack (header, object count, and the SHA-1 trailer over everything before it), band 3 an
- * error. `onPack(chunk)` sees the pack's bytes (for index-pack).
+ * error. `onPack(chunk)` sees the pack's bytes (for index-pack). A state machine over the
+ * chunks as they come: pack bytes are hashed where they lie, never gathered or copied, so that
+ * 32 clients checking 23 MB each cost the machine little beside the servers they measure (the
+ * previous version concatenated every chunk twice and took more CPU than git-fcgi itself).
  */
-class PackCheck {
+export class PackCheck {
   constructor(onPack) {
     this.onPack = onPack;
-    this.buf = Buffer.alloc(0);
+    this.lengthBytes = Buffer.alloc(4);
+    this.lengthHave = 0;
+    /** Payload bytes of the current pkt-line still to come (0: a length comes next). */
+    this.remaining = 0;
+    /** The current pkt-line's side-band (-1: its first byte has not come yet). */
+    this.band = -1;
+    /** Payload of a line that is read whole (before the pack, and band 3). */
+    this.parts = [];
     this.inPack = false;
     this.done = false;
     this.error = null;
@@ -128,38 +138,57 @@ class PackCheck {
   }
 
   push(chunk) {
-    if (this.done || this.error) return;
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     let i = 0;
-    while (this.buf.length - i >= 4) {
-      const len = parseInt(this.buf.toString('latin1', i, i + 4), 16);
-      if (!Number.isFinite(len)) {
-        this.error = 'bad pkt-line';
-        return;
-      }
-      if (len < 4) {
-        i += 4;
-        if (len === 0 && this.inPack) {
-          this.done = true;
-          break;
+    while (i < chunk.length && !this.done && !this.error) {
+      if (this.remaining === 0) {
+        const take = Math.min(4 - this.lengthHave, chunk.length - i);
+        chunk.copy(this.lengthBytes, this.lengthHave, i, i + take);
+        this.lengthHave += take;
+        i += take;
+        if (this.lengthHave < 4) return;
+        this.lengthHave = 0;
+        const hex = this.lengthBytes.toString('latin1');
+        if (!/^[0-9a-f]{4}$/.test(hex)) {
+          this.error = 'bad pkt-line';
+          return;
         }
+        const len = parseInt(hex, 16);
+        if (len < 4) {
+          if (len === 0 && this.inPack) this.done = true;
+          continue;
+        }
+        this.remaining = len - 4;
+        this.band = -1;
+        this.parts = [];
+        if (this.remaining === 0) this.endLine();
         continue;
       }
-      if (this.buf.length - i < len) break;
-      const payload = this.buf.subarray(i + 4, i + len);
-      i += len;
-      if (!this.inPack) {
-        const line = payload.toString('latin1');
-        if (line === 'packfile\n') this.inPack = true;
-        else if (line.startsWith('shallow ')) this.shallow.push(line.slice(8).trim());
-        else if (line.startsWith('ERR ')) this.error = line.trim();
-        continue;
-      }
-      const band = payload[0];
-      if (band === 1) this.packData(payload.subarray(1));
-      else if (band === 3) this.error = `remote error: ${payload.subarray(1).toString().trim()}`;
+      const take = Math.min(this.remaining, chunk.length - i);
+      let part = chunk.subarray(i, i + take);
+      i += take;
+      this.remaining -= take;
+      if (this.inPack) {
+        if (this.band === -1) {
+          this.band = part[0];
+          part = part.subarray(1);
+        }
+        if (this.band === 1) {
+          if (part.length > 0) this.packData(part);
+        } else if (this.band === 3) this.parts.push(part);
+      } else this.parts.push(part);
+      if (this.remaining === 0) this.endLine();
     }
-    this.buf = this.buf.subarray(i);
+  }
+
+  endLine() {
+    if (this.inPack) {
+      if (this.band === 3) this.error = `remote error: ${Buffer.concat(this.parts).toString().trim()}`;
+      return;
+    }
+    const line = Buffer.concat(this.parts).toString('latin1');
+    if (line === 'packfile\n') this.inPack = true;
+    else if (line.startsWith('shallow ')) this.shallow.push(line.slice(8).trim());
+    else if (line.startsWith('ERR ')) this.error = line.trim();
   }
 
   packData(data) {
@@ -168,6 +197,12 @@ class PackCheck {
       this.head = Buffer.concat([this.head, data.subarray(0, 12 - this.head.length)]);
     this.onPack?.(data);
     // Everything but the last 20 bytes seen so far goes into the hash.
+    if (data.length >= 20) {
+      if (this.tail.length > 0) this.hash.update(this.tail);
+      this.hash.update(data.subarray(0, data.length - 20));
+      this.tail = Buffer.from(data.subarray(data.length - 20));
+      return;
+    }
     const all = Buffer.concat([this.tail, data]);
     if (all.length > 20) this.hash.update(all.subarray(0, all.length - 20));
     this.tail = Buffer.from(all.subarray(Math.max(0, all.length - 20)));
