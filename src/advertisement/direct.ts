@@ -59,6 +59,56 @@ export function planDirectAdvertisement(
   if (service !== 'git-upload-pack' && service !== 'git-receive-pack')
     return no(`service ${service ?? 'none'}`);
   if (!isPlainGet(env)) return no('not a plain GET');
+  const known = knownDependencies(install, backend, repository, env);
+  if (known.dependsOn === null) return no(known.reason);
+  const { gitDirEntries, config } = known;
+  // git checks the mark with access(), which follows a symlink: only a plain entry is certain.
+  const exportOk = gitDirEntries.find((entry) => entry.name === 'git-daemon-export-ok');
+  if (!('GIT_HTTP_EXPORT_ALL' in env) && (exportOk === undefined || exportOk.isSymbolicLink())) {
+    return no('not exported (git answers 404)');
+  }
+  const enabled = serviceEnabled(service, config, env);
+  if (enabled !== true)
+    return no(enabled === false ? `${service} disabled (git answers 403)` : `http.* not understood`);
+  return {
+    direct: {
+      program: known.install.program,
+      args: [service.slice('git-'.length), '--http-backend-info-refs', '.'],
+      env: runServiceEnv(env, path.dirname(known.install.program)),
+      head: headFor(service),
+      preamble: protocolVersion(env) === 2 ? Buffer.alloc(0) : serviceLine(service),
+      dependsOn: known.dependsOn,
+    },
+  };
+}
+
+/** Everything git reads to serve this repository in this environment, when that is certain. */
+export type KnownDependencies =
+  | {
+      readonly dependsOn: Dependencies;
+      readonly install: GitInstall;
+      readonly storage: RefStorage;
+      /** The git directory's entries, as read for the check. */
+      readonly gitDirEntries: readonly Dirent[];
+      /** Every config entry git reads, files then command line, in git's order. */
+      readonly config: readonly ConfigEntry[];
+      readonly reason?: undefined;
+    }
+  | { readonly dependsOn: null; readonly reason: string };
+
+/**
+ * The list of what git reads for this repository (depends-on.ts), when every item is known:
+ * a git release CI compares (git-install.ts), a repository git-fcgi located without gitfile
+ * or commondir and owned by the serving user, no GIT_* variable whose effect is not known,
+ * config files that are read here whole (no includes), a ref storage it knows. Otherwise why not.
+ */
+export function knownDependencies(
+  install: GitInstall | null,
+  backend: string,
+  repository: Repository,
+  env: Readonly<Record<string, string>>,
+): KnownDependencies {
+  const no = (reason: string): KnownDependencies => ({ dependsOn: null, reason });
   if (install === null) return no(`${backend} is not git-http-backend in a known exec-path`);
   if (!isTestedRelease(install.version))
     return no(`git ${install.version ?? '(version not known yet)'} is not a tested release`);
@@ -76,36 +126,25 @@ export function planDirectAdvertisement(
     return no('git directory unreadable');
   }
   if (entries.some((entry) => MOVED_GIT_DIR.has(entry.name))) return no('.git, commondir or config.worktree');
-  // git checks the mark with access(), which follows a symlink: only a plain entry is certain.
-  const exportOk = entries.find((entry) => entry.name === 'git-daemon-export-ok');
-  if (!('GIT_HTTP_EXPORT_ALL' in env) && (exportOk === undefined || exportOk.isSymbolicLink())) {
-    return no('not exported (git answers 404)');
-  }
   const files = configFiles(repository.gitDir, install, env);
   const configs: ConfigEntry[][] = [];
   for (const file of files) {
-    const entries = readConfig(file);
-    if (entries === null) return no(`${file} unreadable or not understood`);
-    configs.push(entries);
+    const parsed = readConfig(file);
+    if (parsed === null) return no(`${file} unreadable or not understood`);
+    configs.push(parsed);
   }
   const storage = refStorageOf(configs.at(-1) ?? [], install.version);
   if (typeof storage !== 'string' || (storage !== 'files' && storage !== 'reftable')) {
     return no(storage.reason);
   }
-  const all = [...configs.flat(), ...commandLineConfig(env)];
-  if (all.some((entry) => entry.key.startsWith('include'))) return no('config includes');
-  const enabled = serviceEnabled(service, all, env);
-  if (enabled !== true)
-    return no(enabled === false ? `${service} disabled (git answers 403)` : `http.* not understood`);
+  const config = [...configs.flat(), ...commandLineConfig(env)];
+  if (config.some((entry) => entry.key.startsWith('include'))) return no('config includes');
   return {
-    direct: {
-      program: install.program,
-      args: [service.slice('git-'.length), '--http-backend-info-refs', '.'],
-      env: runServiceEnv(env, path.dirname(install.program)),
-      head: headFor(service),
-      preamble: protocolVersion(env) === 2 ? Buffer.alloc(0) : serviceLine(service),
-      dependsOn: dependenciesOf(repository, storage, install, backend, env),
-    },
+    dependsOn: dependenciesOf(repository, storage, install, backend, env),
+    install,
+    storage,
+    gitDirEntries: entries,
+    config,
   };
 }
 

@@ -54,7 +54,7 @@ export function fastPathFor(
 }
 
 /** The part of a cache key that is not the environment: the backend, and the repository as found. */
-function cacheScope(backend: string, repository: Repository): string {
+export function cacheScope(backend: string, repository: Repository): string {
   const { entered, gitDir, commonDir, viaGitfile } = repository;
   return `${backend}\0${entered}\0${gitDir}\0${commonDir}\0${viaGitfile ? 'gitfile' : 'dir'}`;
 }

@@ -302,6 +302,16 @@ export const SETTINGS = {
     show: (bytes) => (bytes === 0 ? '0 (off)' : formatSize(bytes)),
     doc: 'Memory for ref advertisements (the first request of every fetch and clone) kept while nothing they depend on changes (the repository directory and its owner, HEAD, the refs in files or reftable storage, the system, global and repository config, packs, the git binary), checked with stat() on every request. A repeated advertisement is then served without running git. Only on local filesystems (not NFS/CIFS/FUSE), only for repositories with at most 256 loose refs and directories under refs/, only for git releases CI tests (2.39, 2.43, 2.47, 2.55). 0: off. A reload (SIGHUP) empties it.',
   }),
+  fetchCacheBytes: def<number>({
+    section: 'git',
+    key: 'fetch_cache',
+    flag: '--fetch-cache <size>',
+    default: 8 * 1024 * 1024,
+    parse: parseSize,
+    format: formatSize,
+    show: (bytes) => (bytes === 0 ? '0 (off)' : formatSize(bytes)),
+    doc: "Memory for git's answers to fetches (upload-pack POSTs with a body of at most 64 KiB), kept per request body while nothing they depend on changes (what ref_cache checks, plus the loose objects' directories and objects/info), checked with stat() on every request. An identical fetch, from a fleet of CI runners fetching the same new commits, is then answered without running git; identical fetches arriving while git answers the first wait for its answer instead of running git too. An answer may take a quarter of it at most; bigger ones (clones) are left to pack_cache. Same conditions as ref_cache, and not for repositories with alternates. 0: off. A reload (SIGHUP) empties it.",
+  }),
   packCacheBytes: def<number>({
     section: 'git',
     key: 'pack_cache',

@@ -45,8 +45,10 @@ export interface RelayResult {
   readonly error?: string;
   /** The backend (with a prelude) failed before any output; nothing was sent: run another. */
   readonly retry?: true;
-  /** Answered from the ref advertisement cache: no backend ran. */
-  readonly cached?: true;
+  /** Answered from a cache (ref advertisements, fetches): no backend ran, or one for another request did. */
+  readonly cached?: 'hit' | 'coalesced';
+  /** The CGI head the response went out with (its `rest` is not to be kept). */
+  readonly head?: CgiHead;
 }
 
 /**
@@ -142,11 +144,13 @@ export class BackendRelay {
 
   private resolveOnceReaped(status: number, error?: GitFcgiError): void {
     void this.backend.exited.then((exit) => {
+      const { head } = this.output;
       this.resolve({
         status,
         bytesIn: this.input.bytesIn,
         bytesOut: this.output.bytesOut,
         exit: exit.signal ?? exit.code,
+        ...(head === null ? {} : { head }),
         ...(error === undefined ? {} : { error: describeError(error) }),
       });
     });

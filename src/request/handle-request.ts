@@ -17,6 +17,8 @@ import { fastPathFor, type FastPath } from '../advertisement/fast-path.js';
 import type { GitInstalls } from '../advertisement/git-install.js';
 import type { PackCache } from '../pack-cache/pack-cache.js';
 import type { PackOutcome } from '../pack-cache/tickets.js';
+import { fetchFromCache, type FetchUse } from '../fetch-cache/fetch-use.js';
+import type { FetchResponseCache } from '../fetch-cache/fetch-cache.js';
 
 /** What the request handler needs from the configuration (read per request, so reloads apply). */
 export interface HandlerSettings extends AccessSettings {
@@ -51,6 +53,8 @@ export interface RequestEvents {
   spawned(): void;
   /** A ref advertisement was answered from the cache, without a backend. */
   servedFromCache(): void;
+  /** A fetch was answered from the fetch cache: a kept answer, or an identical request's run. */
+  servedFromFetchCache(how: 'hit' | 'coalesced'): void;
   finished(outcome: RequestOutcome): void;
 }
 
@@ -71,6 +75,8 @@ export interface HandlerDeps {
   readonly gitInstalls: GitInstalls;
   /** The pack cache in use; null when pack_cache = 0 (or it cannot work here). */
   readonly packCache?: () => PackCache | null;
+  /** The fetch answer cache in use; null when fetch_cache = 0. */
+  readonly fetchCache?: () => FetchResponseCache | null;
 }
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;
@@ -160,11 +166,29 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
             env,
           )
         : null;
+    const fetch =
+      target.kind === 'smart-rpc' && target.service === 'git-upload-pack'
+        ? await fetchFromCache(exchange, deps.fetchCache?.() ?? null, {
+            installs: deps.gitInstalls,
+            backend: settings.backend,
+            repository,
+            env,
+            log,
+          })
+        : null;
     if (fast !== null && fast.cached !== null) {
       result = sendCached(exchange, fast.head, fast.cached);
       deps.events.servedFromCache();
+    } else if (fetch?.answer) {
+      result = sendCached(fetch.exchange, fetch.answer.head, fetch.answer.body, fetch.answer.how);
+      deps.events.servedFromFetchCache(fetch.answer.how);
     } else {
-      result = await runBackend(exchange, deps, settings, log, { repoDir, env, fast: fast ?? null });
+      result = await runBackend(fetch?.exchange ?? exchange, deps, settings, log, {
+        repoDir,
+        env,
+        fast: fast ?? null,
+        fetch: fetch?.capture ?? null,
+      });
     }
   } catch (err) {
     if (err instanceof AccessDenied) denied = err;
@@ -190,7 +214,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     out: result.bytesOut,
     ms: Math.round(ms * 10) / 10,
     exit: result.exit,
-    ...(result.cached === true ? { cache: 'hit' } : {}),
+    ...(result.cached === undefined ? {} : { cache: result.cached }),
     ...(pack === null ? {} : { pack }),
     ...(result.error ? { error: result.error } : {}),
   });
@@ -210,6 +234,8 @@ async function runBackend(
     readonly repoDir: string;
     readonly env: Record<string, string>;
     readonly fast: (FastPath & { readonly cached: null }) | null;
+    /** The run whose answer the fetch cache may keep, and identical requests wait for. */
+    readonly fetch: FetchUse['capture'];
   },
 ): Promise<RelayResult> {
   const { repoDir, fast } = how;
@@ -258,17 +284,35 @@ async function runBackend(
         first !== null && first.status === 200 && first.exit === 0 && first.error === undefined,
       );
     }
+    if (first !== null && first.retry !== true) return first;
     // A direct run that cannot start, or fails before any output, leaves the answer to git http-backend.
-    return first === null || first.retry === true
-      ? await run(settings.backend, [], how.env, relayOptions)
-      : first;
+    const capture = how.fetch;
+    if (capture === null) return await run(settings.backend, [], how.env, relayOptions);
+    // Before git runs: whatever git reads is at least as new as what the snapshot stat'ed.
+    const options = capture.start() ? { ...relayOptions, tap: capture.tap } : relayOptions;
+    let result: RelayResult | null = null;
+    try {
+      result = await run(settings.backend, [], how.env, options);
+      return result;
+    } finally {
+      capture.finish(
+        result?.head ?? null,
+        result !== null && result.status === 200 && result.exit === 0 && result.error === undefined,
+      );
+    }
   } finally {
+    how.fetch?.finish(null, false);
     release();
   }
 }
 
-/** A ref advertisement from the cache: the head git http-backend would write, then the bytes. */
-function sendCached(exchange: Exchange, head: CgiHead, body: Buffer): RelayResult {
+/** An answer from a cache: the head git http-backend wrote (or would write), then the bytes. */
+function sendCached(
+  exchange: Exchange,
+  head: CgiHead,
+  body: Buffer,
+  how: 'hit' | 'coalesced' = 'hit',
+): RelayResult {
   exchange.body.resume();
   const { response, signal } = exchange;
   if (signal.aborted) {
@@ -278,7 +322,7 @@ function sendCached(exchange: Exchange, head: CgiHead, body: Buffer): RelayResul
   response.writeHead(head.status, head.headers);
   response.write(body);
   response.end();
-  return { status: head.status, bytesIn: 0, bytesOut: body.length, exit: null, cached: true };
+  return { status: head.status, bytesIn: 0, bytesOut: body.length, exit: null, cached: how };
 }
 
 /** The user a request ran as or was refused as; else what nginx said, unless it is not trusted. */

@@ -4,6 +4,7 @@ import { GitFcgiError, describeError } from '../errors.js';
 import type { ClosableLogger, LogOptions, Logger } from '../log.js';
 import { spawnBackend, type Spawner } from '../request/backend-process.js';
 import { RefAdvertisementCache } from '../advertisement/cache.js';
+import { FetchResponseCache } from '../fetch-cache/fetch-cache.js';
 import { GitInstalls } from '../advertisement/git-install.js';
 import { createRequestHandler, type HandlerSettings } from '../request/handle-request.js';
 import { SPAWN_HELPER_PATH, SpawnHelper } from '../request/spawn-helper.js';
@@ -76,6 +77,7 @@ export class Service {
   private removePidFile: () => string | null = () => null;
   private helper: SpawnHelper | null = null;
   private refCache: RefAdvertisementCache | null;
+  private fetchCache: FetchResponseCache | null;
   private packCache: { readonly cache: PackCache; readonly stop: () => Promise<void> } | null = null;
   private readonly gitInstalls = new GitInstalls();
 
@@ -87,6 +89,7 @@ export class Service {
     this.handlerSettings = this.settingsFor(options.config);
     this.limiter = new Limiter(limits(options.config));
     this.refCache = refCacheFor(options.config);
+    this.fetchCache = fetchCacheFor(options.config);
     const { log } = options;
     this.daemon = new Daemon({
       config: options.config,
@@ -100,6 +103,7 @@ export class Service {
           maxChildren: this.config.maxChildren,
           queue: effectiveQueue(this.config),
           pack: this.packCache?.cache.figures() ?? null,
+          fetch: this.fetchCache?.figures() ?? null,
         }),
       handler: createRequestHandler({
         settings: () => this.handlerSettings,
@@ -108,6 +112,7 @@ export class Service {
         spawn: this.spawn,
         events: this.stats,
         refCache: () => this.refCache,
+        fetchCache: () => this.fetchCache,
         gitInstalls: this.gitInstalls,
         packCache: () => this.packCache?.cache ?? null,
       }),
@@ -166,6 +171,7 @@ export class Service {
         this.limiter.update(limits(next));
         // A reload also empties the ref cache: how an admin makes git-fcgi forget what it kept.
         this.refCache = refCacheFor(next);
+        this.fetchCache = fetchCacheFor(next);
         await this.probeGit(next);
         this.daemon.reconfigure(next);
       },
@@ -202,6 +208,10 @@ export class Service {
       servingUser: servingUser(this.checked.runAs),
     });
   }
+}
+
+function fetchCacheFor(config: Config): FetchResponseCache | null {
+  return config.fetchCacheBytes > 0 ? new FetchResponseCache(config.fetchCacheBytes) : null;
 }
 
 function refCacheFor(config: Config): RefAdvertisementCache | null {

@@ -34,6 +34,14 @@ function renderText(s: StatusSnapshot): string {
     ['queue size', s.queue],
     ['spawned backends', s.spawned],
     ['ref cache hits', s.refCacheHits],
+    ['fetch cache hits', s.fetchCacheHits],
+    ['fetch cache coalesced', s.fetchCacheCoalesced],
+    ...(s.fetchCache === null
+      ? []
+      : ([
+          ['fetch cache entries', s.fetchCache.entries],
+          ['fetch cache bytes', s.fetchCache.bytes],
+        ] as Array<[string, number]>)),
     ...(s.pack === null
       ? []
       : ([
@@ -67,6 +75,11 @@ function renderJson(s: StatusSnapshot): string {
     queue_size: s.queue,
     spawned: s.spawned,
     ref_cache_hits: s.refCacheHits,
+    fetch_cache_hits: s.fetchCacheHits,
+    fetch_cache_coalesced: s.fetchCacheCoalesced,
+    ...(s.fetchCache === null
+      ? {}
+      : { fetch_cache: { entries: s.fetchCache.entries, bytes: s.fetchCache.bytes } }),
     ...(s.pack === null
       ? {}
       : {
@@ -107,6 +120,16 @@ function renderOpenMetrics(s: StatusSnapshot): string {
   gauge('queue_size', 'Configured length of the wait queue.', s.queue);
   counter('spawned_backends', 'Backends started.', s.spawned);
   counter('ref_cache_hits', 'Ref advertisements answered from the cache, without a backend.', s.refCacheHits);
+  counter('fetch_cache_hits', 'Fetches answered from a kept answer, without a backend.', s.fetchCacheHits);
+  counter(
+    'fetch_cache_coalesced',
+    'Fetches answered with the answer git gave an identical request in flight, without a backend of their own.',
+    s.fetchCacheCoalesced,
+  );
+  if (s.fetchCache !== null) {
+    gauge('fetch_cache_entries', 'Fetch answers kept now.', s.fetchCache.entries);
+    gauge('fetch_cache_bytes', 'Bytes the kept fetch answers count against fetch_cache.', s.fetchCache.bytes);
+  }
   if (s.pack !== null) {
     counter('pack_cache_hits', 'Packs served from a finished cached pack.', s.pack.hits);
     counter('pack_cache_misses', 'Packs that ran git pack-objects for the cache.', s.pack.misses);

@@ -1,3 +1,4 @@
+import type { FetchCacheFigures } from '../fetch-cache/fetch-cache.js';
 import type { PackCacheFigures } from '../pack-cache/pack-cache.js';
 import type { RequestEvents, RequestOutcome } from '../request/handle-request.js';
 
@@ -10,6 +11,8 @@ export interface LoadFigures {
   readonly queue: number;
   /** The pack cache's figures; null when it is off. */
   readonly pack: PackCacheFigures | null;
+  /** What the fetch cache holds now; null when it is off. */
+  readonly fetch: FetchCacheFigures | null;
 }
 
 /** One snapshot of everything the status page shows. */
@@ -25,6 +28,11 @@ export interface StatusSnapshot {
   readonly spawned: number;
   /** Ref advertisements answered from the cache, without a backend. */
   readonly refCacheHits: number;
+  /** Fetches answered from the fetch cache: kept answers, and answers of an identical request's run. */
+  readonly fetchCacheHits: number;
+  readonly fetchCacheCoalesced: number;
+  /** What the fetch cache holds now; null when it is off. */
+  readonly fetchCache: FetchCacheFigures | null;
   /** The pack cache's figures; null when it is off. */
   readonly pack: PackCacheFigures | null;
   readonly bytesIn: number;
@@ -44,6 +52,8 @@ export class ServerStats implements RequestEvents {
   private acceptedCount = 0;
   private spawnedCount = 0;
   private cacheHits = 0;
+  private fetchHits = 0;
+  private fetchCoalesced = 0;
   private bytesInTotal = 0;
   private bytesOutTotal = 0;
   private readonly byStatus = new Map<string, number>();
@@ -59,6 +69,11 @@ export class ServerStats implements RequestEvents {
 
   servedFromCache(): void {
     this.cacheHits++;
+  }
+
+  servedFromFetchCache(how: 'hit' | 'coalesced'): void {
+    if (how === 'hit') this.fetchHits++;
+    else this.fetchCoalesced++;
   }
 
   finished(outcome: RequestOutcome): void {
@@ -80,6 +95,9 @@ export class ServerStats implements RequestEvents {
       queue: load.queue,
       spawned: this.spawnedCount,
       refCacheHits: this.cacheHits,
+      fetchCacheHits: this.fetchHits,
+      fetchCacheCoalesced: this.fetchCoalesced,
+      fetchCache: load.fetch,
       pack: load.pack,
       bytesIn: this.bytesInTotal,
       bytesOut: this.bytesOutTotal,

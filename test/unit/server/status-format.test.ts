@@ -10,7 +10,18 @@ function sample() {
   stats.spawned();
   stats.finished({ status: 200, service: 'git-upload-pack', bytesIn: 10, bytesOut: 300 });
   stats.finished({ status: 404, service: '-', bytesIn: 0, bytesOut: 0 });
-  const load = { active: 1, queued: 2, maxActiveReached: 3, maxChildren: 4, queue: 16, pack: null };
+  stats.servedFromFetchCache('hit');
+  stats.servedFromFetchCache('hit');
+  stats.servedFromFetchCache('coalesced');
+  const load = {
+    active: 1,
+    queued: 2,
+    maxActiveReached: 3,
+    maxChildren: 4,
+    queue: 16,
+    pack: null,
+    fetch: { entries: 5, bytes: 6000 },
+  };
   return stats.snapshot(load, new Date(stats.startTime.getTime() + 5500));
 }
 
@@ -42,6 +53,9 @@ describe('status page', () => {
     assert.match(text, /^queued requests: +2$/m);
     assert.match(text, /^responses 404: +1$/m);
     assert.match(text, /^service git-upload-pack: +1$/m);
+    assert.match(text, /^fetch cache hits: +2$/m);
+    assert.match(text, /^fetch cache coalesced: +1$/m);
+    assert.match(text, /^fetch cache entries: +5$/m);
   });
 
   it('json: one object', () => {
@@ -49,6 +63,8 @@ describe('status page', () => {
     assert.equal(json.accepted, 2);
     assert.equal(json.max_active_reached, 3);
     assert.deepEqual(json.responses, { '200': 1, '404': 1 });
+    assert.equal(json.fetch_cache_hits, 2);
+    assert.deepEqual(json.fetch_cache, { entries: 5, bytes: 6000 });
   });
 
   it('openmetrics: TYPE before samples, counters end in _total, # EOF last', () => {
@@ -73,5 +89,8 @@ describe('status page', () => {
     }
     assert.match(text, /^git_fcgi_responses_total\{code="404"\} 1$/m);
     assert.match(text, /^git_fcgi_active_backends 1$/m);
+    assert.match(text, /^git_fcgi_fetch_cache_hits_total 2$/m);
+    assert.match(text, /^git_fcgi_fetch_cache_coalesced_total 1$/m);
+    assert.match(text, /^git_fcgi_fetch_cache_bytes 6000$/m);
   });
 });
