@@ -249,7 +249,7 @@ export const SETTINGS = {
     default: null,
     parse: nullable(parseUrlPath),
     example: { value: '/git-fcgi-status' },
-    doc: 'A request for exactly this URL path gets live figures (backends running, queue, requests, bytes, ref cache): plain text, ?json, or ?openmetrics (Prometheus). Unset: off. Anyone who reaches it sees them: restrict it in nginx.',
+    doc: 'A request for exactly this URL path gets live figures (backends running, queue, requests, bytes, the ref, fetch and pack caches): plain text, ?json, or ?openmetrics (Prometheus). Unset: off. Anyone who reaches it sees them: restrict it in nginx.',
   }),
   projectRoot: def<string | null>({
     section: 'git',

@@ -89,7 +89,7 @@ export class FetchResponseCache {
     this.running.set(key, done);
     return new FetchCapture(this, key, repoDir, dependsOn, (stored) => {
       if (this.running.get(key) === done) this.running.delete(key);
-      settle(stored);
+      settle(stored); // a promise resolves once: later calls do nothing
     });
   }
 
@@ -150,6 +150,9 @@ export class FetchCapture {
     if (this.length > this.cache.maxEntryBytes) {
       this.snapshot = null; // too large to keep: stop copying
       this.chunks = [];
+      // Identical requests waiting for this answer run git themselves now, not once it ends:
+      // their packs come from the pack cache, shared as it is written.
+      this.settle(false);
     } else this.chunks.push(Buffer.from(bytes));
   };
 
@@ -161,6 +164,7 @@ export class FetchCapture {
     if (this.finished) return;
     this.finished = true;
     let stored = false;
+    // (`settle` may have run already, when the answer grew too large; it resolves once.)
     if (complete && head !== null && head.status === 200 && this.snapshot !== null) {
       const answer = {
         head: { status: head.status, headers: head.headers, rest: Buffer.alloc(0) },

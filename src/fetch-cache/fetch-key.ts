@@ -13,7 +13,8 @@ import type { Repository } from '../request/locate-repository.js';
  * directory and its owner, HEAD, the refs, every config file, the packs, alternates, shallow,
  * the git binary and git http-backend), a fetch reads objects: those in packs (objects/pack),
  * loose ones (objects/ and each objects/XX/ directory: adding or removing an object changes
- * its directory), and objects/info (commit-graph). A repository with alternates is not kept:
+ * its directory), and objects/info and objects/info/commit-graphs (a commit-graph, whole or
+ * split, is written by renaming a new file into one of them). A repository with alternates is not kept:
  * its objects are also elsewhere.
  *
  * The key is the request body and the environment git runs in, without what differs from one
@@ -82,6 +83,7 @@ export function planFetch(
         ...dependsOn.files,
         objects,
         path.join(objects, 'info'),
+        path.join(objects, 'info', 'commit-graphs'),
         ...loose.map((name) => path.join(objects, name)),
       ],
       trees: dependsOn.trees,

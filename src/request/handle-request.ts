@@ -242,7 +242,14 @@ async function runBackend(
   const direct = fast?.direct ?? null;
   const cacheUse = fast?.cacheUse ?? null;
   // Only the backend counts against max_children: refusals above cost nothing to wait for.
-  const release = await deps.acquireSlot(exchange.signal);
+  let release: () => void;
+  try {
+    release = await deps.acquireSlot(exchange.signal);
+  } catch (err) {
+    // No run after all (busy, or the client left): identical requests waiting for it run git themselves.
+    how.fetch?.finish(null, false);
+    throw err;
+  }
   try {
     if (exchange.signal.aborted) throw exchange.signal.reason;
     const relayOptions: RelayOptions = {

@@ -8,7 +8,7 @@ import { isLocalFilesystem } from '../../src/advertisement/depends-on.js';
 import { suiteCleanup } from '../helpers/cleanup.js';
 import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
 import { withDeadline } from '../helpers/deadline.js';
-import { pktLine } from '../helpers/git-wire.js';
+import { assertSameAnswer, v0Fetch, v2Fetch, type Answer } from '../helpers/git-wire.js';
 import { gitLocation, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { createBareRepo, git } from '../helpers/repos.js';
@@ -16,11 +16,6 @@ import { tmpDir } from '../helpers/tmp.js';
 
 /** Longer than the racy window on a filesystem with sub-second timestamps (100 ms). */
 const SETTLE_MS = 250;
-
-interface Answer {
-  readonly status: number;
-  readonly body: Buffer;
-}
 
 async function post(
   url: string,
@@ -45,71 +40,12 @@ async function post(
   );
 }
 
-/** A protocol v2 fetch as `git fetch` sends it, without progress (progress lines depend on timing). */
-function v2Fetch(want: string, haves: readonly string[]): Buffer {
-  let body = `${pktLine('command=fetch\n')}${pktLine('agent=git/test\n')}0001`;
-  body += `${pktLine('thin-pack\n')}${pktLine('no-progress\n')}${pktLine('ofs-delta\n')}${pktLine(`want ${want}\n`)}`;
-  for (const have of haves) body += pktLine(`have ${have}\n`);
-  return Buffer.from(`${body}${pktLine('done\n')}0000`);
-}
-
-/** The same as protocol v0 asks it. */
-function v0Fetch(want: string, haves: readonly string[]): Buffer {
-  let body = `${pktLine(`want ${want} multi_ack_detailed side-band-64k thin-pack no-progress ofs-delta agent=git/test\n`)}0000`;
-  for (const have of haves) body += pktLine(`have ${have}\n`);
-  return Buffer.from(`${body}${pktLine('done\n')}`);
-}
-
-/**
- * What an answer says, whatever pkt-lines carried it: its lines (flush and delim as 0000 and
- * 0001) and, demultiplexed, the pack (band 1) and the messages (bands 2 and 3). Two runs of git
- * for the same request do not agree byte for byte: upload-pack sends each read of pack-objects'
- * output as a side-band packet, and how much one read gets depends on timing.
- */
-function meaning(answer: Answer): { lines: string[]; pack: Buffer; messages: string } {
-  const lines: string[] = [`status ${answer.status}`];
-  const { body } = answer;
-  // An error page (git http-backend's own text) is compared whole.
-  if (answer.status !== 200)
-    return { lines: [...lines, body.toString('latin1')], pack: Buffer.alloc(0), messages: '' };
-  const pack: Buffer[] = [];
-  let messages = '';
-  let at = 0;
-  while (at < body.length) {
-    const length = Number.parseInt(body.toString('latin1', at, at + 4), 16);
-    assert.ok(Number.isInteger(length), `a pkt-line at ${at}`);
-    if (length < 4) {
-      lines.push(body.toString('latin1', at, at + 4));
-      at += 4;
-      continue;
-    }
-    const payload = body.subarray(at + 4, at + length);
-    at += length;
-    const band = payload[0];
-    if (band === 1) pack.push(payload.subarray(1));
-    else if (band === 2 || band === 3) messages += `${band}:${payload.subarray(1).toString('latin1')}`;
-    else lines.push(payload.toString('latin1'));
-  }
-  return { lines, pack: Buffer.concat(pack), messages };
-}
-
-/** `answer` says what git's `reference` says. */
-function assertSame(answer: Answer, reference: Answer, what: string): void {
-  const [ours, theirs] = [meaning(answer), meaning(reference)];
-  assert.deepEqual(ours.lines, theirs.lines, `${what}: the lines`);
-  assert.equal(ours.messages, theirs.messages, `${what}: the messages`);
-  assert.ok(
-    ours.pack.equals(theirs.pack),
-    `${what}: the pack (${ours.pack.length} bytes, git's ${theirs.pack.length})`,
-  );
-}
-
 /**
  * The fetch cache may only ever answer what git says at that moment. A daemon with it, and one
  * without any cache (git http-backend's answer through the relay, which other suites compare
  * with git http-backend run directly), answer the same fetches: before and after every change
  * git makes to what a fetch reads, the answers must say the same (the same lines, the same
- * pack byte for byte: `meaning`), the first request after a change must run git, and the
+ * pack byte for byte: `answerMeaning` in git-wire.ts), the first request after a change must run git, and the
  * repeated one must come from the cache, byte for byte what git answered the first.
  */
 describe('fetch cache', () => {
@@ -203,7 +139,7 @@ describe('fetch cache', () => {
       const afterFirst = await figures();
       const second = await post(nginx.url(0, PATH), body, protocol);
       const afterSecond = await figures();
-      assertSame(first, reference, label);
+      assertSameAnswer(first, reference, label);
       assert.ok(second.body.equals(first.body), `${label}: the repeat is byte for byte what git answered`);
       assert.equal(afterFirst.hits, start.hits, `${label}: the first request after a change ran git`);
       assert.equal(afterFirst.spawned, start.spawned + 1, `${label}: git ran`);
@@ -257,7 +193,7 @@ describe('fetch cache', () => {
     );
     const end = await figures();
     assert.equal(reference.status, 200);
-    assertSame(answers[0] as Answer, reference, 'the burst');
+    assertSameAnswer(answers[0] as Answer, reference, 'the burst');
     for (const answer of answers) {
       assert.ok(
         answer.body.equals((answers[0] as Answer).body),
@@ -297,7 +233,7 @@ describe('fetch cache', () => {
       const before = await figures();
       for (let i = 0; i < 2; i++) {
         const answer = await post(nginx.url(0, PATH), body, 'version=2', contentType);
-        assertSame(answer, reference, what);
+        assertSameAnswer(answer, reference, what);
       }
       const end = await figures();
       assert.equal(end.hits, before.hits, `${what}: not from the cache`);

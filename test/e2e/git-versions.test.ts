@@ -13,6 +13,7 @@ import {
   type GitUnderTest,
   type RefFormat,
 } from '../helpers/git-versions.js';
+import { assertSameAnswer, v0Fetch, v2Fetch, type Answer } from '../helpers/git-wire.js';
 import { capture, firstDifference, type Captured } from '../helpers/http-capture.js';
 import { gitLocation, htpasswd, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
@@ -133,6 +134,22 @@ function defineSuite(under: GitUnderTest): void {
     const figures = ((await res.json()) as { pack_cache?: Record<string, number> }).pack_cache;
     assert.ok(figures, 'the pack cache is on by default');
     return { hits: figures.hits ?? 0, misses: figures.misses ?? 0, bypassed: figures.bypassed ?? 0 };
+  };
+  const fetchHits = async (): Promise<number> => {
+    const res = await fetch(nginx.url(0, '/git-fcgi-status?json'));
+    return ((await res.json()) as { fetch_cache_hits: number }).fetch_cache_hits;
+  };
+  const postFetch = async (url: string, body: Buffer, protocol: string | undefined): Promise<Answer> => {
+    const res = await fetch(url, {
+      method: 'POST',
+      body,
+      headers: {
+        'Content-Type': 'application/x-git-upload-pack-request',
+        ...(protocol === undefined ? {} : { 'Git-Protocol': protocol }),
+      },
+      signal: AbortSignal.timeout(20_000),
+    });
+    return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
   };
   const remoteMain = async (format: RefFormat): Promise<string> =>
     (await serverGit(['rev-parse', 'refs/heads/main'], { cwd: join(root, format, 'demo.git') })).stdout
@@ -269,10 +286,14 @@ function defineSuite(under: GitUnderTest): void {
 
     test(`${format}: the pack cache: a repeated shallow clone gets the kept pack, and both pass fsck`, async () => {
       // git-fcgi-pack-hook runs under this git's upload-pack (uploadpack.packObjectsHook from
-      // GIT_CONFIG_COUNT), and the pack it serves is this git's pack-objects output.
+      // GIT_CONFIG_COUNT), and the pack it serves is this git's pack-objects output. Each
+      // clone names itself differently (agent=): the fetch cache, keyed by the request body,
+      // does not answer them, while pack-objects gets the same input.
       const before = await packFigures();
       for (const name of ['pack-1', 'pack-2']) {
-        await client(['clone', '-q', '--depth', '1', repoUrl(format), dir(name)]);
+        await client(['clone', '-q', '--depth', '1', repoUrl(format), dir(name)], {
+          env: { GIT_USER_AGENT: `git/git-fcgi-test-${name}` },
+        });
         await client(['fsck', '--strict'], { cwd: dir(name) });
       }
       const now = await packFigures();
@@ -281,6 +302,36 @@ function defineSuite(under: GitUnderTest): void {
       assert.equal(now.misses + now.hits - before.misses - before.hits, 2, 'both asked the cache');
       assert.ok(now.hits - before.hits >= 1, 'the second clone was served the kept pack');
       assert.equal(now.bypassed, before.bypassed, 'the hook never fell back to git');
+    });
+
+    test(`${format}: the fetch cache: a repeated fetch (v0, v2) is what this git answered, and a clone from it is sound`, async () => {
+      // A copy of demo.git whose packs this git makes with one thread: deterministic, so that
+      // the reference server's run of git and the cached answer can be compared pack for pack.
+      const name = 'fetch-cache.git';
+      const path = join(root, format, name);
+      await cp(join(root, format, 'demo.git'), path, { recursive: true });
+      await serverGit(['config', 'pack.threads', '1'], { cwd: path });
+      const want = (await serverGit(['rev-parse', 'main'], { cwd: path })).stdout.toString().trim();
+      const have = (await serverGit(['rev-parse', 'main~2'], { cwd: path })).stdout.toString().trim();
+      await sleep(SETTLE_MS);
+      const url = (server: number): string => nginx.url(server, `/${format}/${name}/git-upload-pack`);
+      for (const [protocol, body] of [
+        ['version=2', v2Fetch(want, [have])],
+        [undefined, v0Fetch(want, [have])],
+      ] as const) {
+        const label = protocol ?? 'v0';
+        const reference = await postFetch(url(3), body, protocol);
+        const before = await fetchHits();
+        const first = await postFetch(url(0), body, protocol);
+        const second = await postFetch(url(0), body, protocol);
+        assertSameAnswer(first, reference, label);
+        assert.ok(second.body.equals(first.body), `${label}: the repeat is byte for byte git's first answer`);
+        assert.equal((await fetchHits()) - before, 1, `${label}: the repeat came from the cache`);
+      }
+      for (const clone of ['fetch-1', 'fetch-2']) {
+        await client(['clone', '-q', repoUrl(format).replace('/demo.git', `/${name}`), dir(clone)]);
+        await client(['fsck', '--strict'], { cwd: dir(clone) });
+      }
     });
 
     test(`${format}: partial clone (--filter=blob:none)`, async () => {

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,6 +14,71 @@ export function pktLine(text: string): string {
 /** A protocol v0 fetch of `want` (what `git clone` POSTs to git-upload-pack). */
 export function uploadPackRequest(want: string): Buffer {
   return Buffer.from(`${pktLine(`want ${want} side-band-64k ofs-delta\n`)}0000${pktLine('done\n')}`);
+}
+
+/** An HTTP answer as a test got it. */
+export interface Answer {
+  readonly status: number;
+  readonly body: Buffer;
+}
+
+/** A protocol v2 fetch as `git fetch` sends it, without progress (progress lines depend on timing). */
+export function v2Fetch(want: string, haves: readonly string[]): Buffer {
+  let body = `${pktLine('command=fetch\n')}${pktLine('agent=git/test\n')}0001`;
+  body += `${pktLine('thin-pack\n')}${pktLine('no-progress\n')}${pktLine('ofs-delta\n')}${pktLine(`want ${want}\n`)}`;
+  for (const have of haves) body += pktLine(`have ${have}\n`);
+  return Buffer.from(`${body}${pktLine('done\n')}0000`);
+}
+
+/** The same as protocol v0 asks it. */
+export function v0Fetch(want: string, haves: readonly string[]): Buffer {
+  let body = `${pktLine(`want ${want} multi_ack_detailed side-band-64k thin-pack no-progress ofs-delta agent=git/test\n`)}0000`;
+  for (const have of haves) body += pktLine(`have ${have}\n`);
+  return Buffer.from(`${body}${pktLine('done\n')}`);
+}
+
+/**
+ * What an answer says, whatever pkt-lines carried it: its lines (flush and delim as 0000 and
+ * 0001) and, demultiplexed, the pack (band 1) and the messages (bands 2 and 3). Two runs of git
+ * for the same request do not agree byte for byte: upload-pack sends each read of pack-objects'
+ * output as a side-band packet, and how much one read gets depends on timing.
+ */
+export function answerMeaning(answer: Answer): { lines: string[]; pack: Buffer; messages: string } {
+  const lines: string[] = [`status ${answer.status}`];
+  const { body } = answer;
+  // An error page (git http-backend's own text) is compared whole.
+  if (answer.status !== 200)
+    return { lines: [...lines, body.toString('latin1')], pack: Buffer.alloc(0), messages: '' };
+  const pack: Buffer[] = [];
+  let messages = '';
+  let at = 0;
+  while (at < body.length) {
+    const length = Number.parseInt(body.toString('latin1', at, at + 4), 16);
+    assert.ok(Number.isInteger(length), `a pkt-line at ${at}`);
+    if (length < 4) {
+      lines.push(body.toString('latin1', at, at + 4));
+      at += 4;
+      continue;
+    }
+    const payload = body.subarray(at + 4, at + length);
+    at += length;
+    const band = payload[0];
+    if (band === 1) pack.push(payload.subarray(1));
+    else if (band === 2 || band === 3) messages += `${band}:${payload.subarray(1).toString('latin1')}`;
+    else lines.push(payload.toString('latin1'));
+  }
+  return { lines, pack: Buffer.concat(pack), messages };
+}
+
+/** `answer` says what git's `reference` says. */
+export function assertSameAnswer(answer: Answer, reference: Answer, what: string): void {
+  const [ours, theirs] = [answerMeaning(answer), answerMeaning(reference)];
+  assert.deepEqual(ours.lines, theirs.lines, `${what}: the lines`);
+  assert.equal(ours.messages, theirs.messages, `${what}: the messages`);
+  assert.ok(
+    ours.pack.equals(theirs.pack),
+    `${what}: the pack (${ours.pack.length} bytes, git's ${theirs.pack.length})`,
+  );
 }
 
 export const ZERO_OID = '0'.repeat(40);
