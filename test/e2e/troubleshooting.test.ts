@@ -56,8 +56,12 @@ describe('troubleshooting: the errors the README lists, each with its log line',
   const url = (server: number, path: string): string => nginx.url(server, path);
 
   /** Runs git, which must fail; returns what it printed. */
-  async function gitFails(args: readonly string[]): Promise<string> {
-    const result = await run('git', args, { cwd: work, env: await gitEnv(suite), timeoutMs: 30_000 });
+  async function gitFails(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+    const result = await run('git', args, {
+      cwd: work,
+      env: { ...(await gitEnv(suite)), ...env },
+      timeoutMs: 30_000,
+    });
     const printed = result.stderr.toString();
     assert.notEqual(result.code, 0, `git ${args.join(' ')} should fail:\n${printed}`);
     return printed;
@@ -377,15 +381,20 @@ describe('troubleshooting: the errors the README lists, each with its log line',
         async () => (await stat(join(root, 'slow.git', 'hook-started')).catch(() => null)) !== null,
         { timeoutMs: 10_000, what: 'the pre-receive hook to start' },
       );
-      // One clone waits in the queue (queue = 1) ...
-      const queued = gitFails(['clone', url(0, '/open.git'), 'c-queued']);
+      // One clone waits in the queue (queue = 1) ... Each clone names itself apart (agent=):
+      // identical fetches would wait for the one in the queue (the fetch cache) instead of
+      // asking for a place of their own.
+      const queued = gitFails(['clone', url(0, '/open.git'), 'c-queued'], { GIT_USER_AGENT: 'git/queued' });
       queued.catch(() => undefined);
       await waitFor(async () => /^queued requests:\s+1$/m.test(await status()), {
         timeoutMs: 10_000,
         what: 'a queued request',
       });
       // ... the next finds the queue full.
-      assert.match(await gitFails(['clone', url(0, '/open.git'), 'c-full']), /returned error: 503/);
+      assert.match(
+        await gitFails(['clone', url(0, '/open.git'), 'c-full'], { GIT_USER_AGENT: 'git/full' }),
+        /returned error: 503/,
+      );
       assert.match(await queued, /returned error: 503/);
       await logged(
         daemon,

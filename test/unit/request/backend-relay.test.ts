@@ -76,8 +76,11 @@ describe('BackendRelay outcomes', () => {
     assert.ok(backend.stdinEnded);
     assert.equal(exchange.response.ended, false, 'no end before the exit');
     backend.exit(0);
-    const result = await run.result;
+    const { head, ...result } = await run.result;
     assert.deepEqual(result, { status: 200, bytesIn: 8, bytesOut: 8, exit: 0 });
+    // The head it went out with, for a cache that keeps the answer; no view into a chunk kept.
+    assert.equal(head?.status, 200);
+    assert.deepEqual(head.headers, [['Content-Type', 'application/x-git-upload-pack-result']]);
     assert.deepEqual(
       exchange.response.events.map((e) => e.kind),
       ['head', 'write', 'write', 'end'],
@@ -160,7 +163,8 @@ describe('BackendRelay outcomes', () => {
     assert.deepEqual(run.backend.kills, [KILL_GRACE_MS]);
     assert.deepEqual(terminalEvents(run.exchange), ['end']);
     run.backend.exit(null, 'SIGTERM');
-    const result = await run.result;
+    const { head, ...result } = await run.result;
+    assert.equal(head?.status, 200, 'the head git had sent');
     assert.deepEqual(result, {
       status: 499,
       bytesIn: 0,
@@ -592,7 +596,8 @@ describe('BackendRelay output side', () => {
     assert.deepEqual(run.backend.kills, []);
     side.events?.ended();
     run.backend.exit(0);
-    const result = await run.result;
+    const { head, ...result } = await run.result;
+    assert.equal(head, side.head, "the side's head is the result's");
     assert.deepEqual(side.calls, ['start', 'finish (response ended: false)']);
     assert.deepEqual(result, { status: 200, bytesIn: 0, bytesOut: 500, exit: 0 });
     assert.ok(run.exchange.response.ended);
