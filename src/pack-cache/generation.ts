@@ -81,9 +81,14 @@ export async function generate(
   const onChunk = (chunk: Buffer, isView: boolean): false => {
     touch();
     child.stdout.pause();
-    storing = store(chunk, isView).then(() => {
-      child.stdout.resume();
-    });
+    // Chained, not only paused: Node resumes a child's stdout itself when the child exits
+    // (child_process' flushStdio), so the last chunk can come while the one before is still
+    // being written, and would be written at the same offset. (A view comes only after resume().)
+    storing = storing
+      .then(() => store(chunk, isView))
+      .then(() => {
+        child.stdout.resume();
+      });
     return false;
   };
   if (child.readStdout) child.readStdout((view) => onChunk(view, true));
