@@ -1,4 +1,5 @@
-import { takeSnapshot, unchanged, type Dependencies, type Snapshot } from './depends-on.js';
+import { takeSnapshot, type Dependencies, type Snapshot } from './depends-on.js';
+import { SnapshotStore } from './snapshot-store.js';
 
 /**
  * Ref advertisements (`info/refs?service=git-upload-pack`) kept while nothing they depend on
@@ -18,8 +19,11 @@ import { takeSnapshot, unchanged, type Dependencies, type Snapshot } from './dep
  * attribute cache (NFS, CIFS, FUSE, cluster filesystems); only local ones are trusted.
  */
 
-/** Per-request variables that git upload-pack does not read: not part of an entry's key. */
-const PER_REQUEST = new Set([
+/**
+ * Per-request variables that git upload-pack does not read: not part of an entry's key (nor of
+ * the fetch cache's, fetch-cache/fetch-key.ts).
+ */
+export const PER_REQUEST_VARIABLES: ReadonlySet<string> = new Set([
   'REMOTE_ADDR',
   'REMOTE_PORT',
   'REMOTE_HOST',
@@ -30,16 +34,10 @@ const PER_REQUEST = new Set([
   'SERVER_PROTOCOL',
   'HTTPS',
   'GIT_FCGI_REQUEST_ID',
+  'GIT_FCGI_PACK_TOKEN',
   'GIT_COMMITTER_NAME',
   'GIT_COMMITTER_EMAIL',
 ]);
-
-interface Entry {
-  readonly snapshot: Snapshot;
-  readonly body: Buffer;
-  /** What the entry counts against the budget: the body, the snapshot, and the key. */
-  readonly cost: number;
-}
 
 /** Per entry, beyond what is counted: the Map slot, the objects, their headers. */
 const ENTRY_OVERHEAD_BYTES = 256;
@@ -58,7 +56,7 @@ function costOf(key: string, snapshot: Snapshot, body: Buffer): number {
  */
 export function refCacheKey(scope: string, env: Readonly<Record<string, string>>): string {
   const names = Object.keys(env)
-    .filter((name) => !PER_REQUEST.has(name) && !name.startsWith('HTTP_'))
+    .filter((name) => !PER_REQUEST_VARIABLES.has(name) && !name.startsWith('HTTP_'))
     .sort();
   let key = scope;
   for (const name of names) key += `\0${name}=${env[name] ?? ''}`;
@@ -70,28 +68,22 @@ export function refCacheKey(scope: string, env: Readonly<Record<string, string>>
  * entry's body, snapshot and key (an entry may take a quarter of it at most).
  */
 export class RefAdvertisementCache {
-  private readonly entries = new Map<string, Entry>();
-  private bytes = 0;
+  private readonly kept: SnapshotStore<Buffer>;
   hits = 0;
 
-  constructor(readonly maxBytes: number) {}
+  constructor(readonly maxBytes: number) {
+    this.kept = new SnapshotStore(maxBytes);
+  }
 
   get maxEntryBytes(): number {
-    return Math.floor(this.maxBytes / 4);
+    return this.kept.maxEntryBytes;
   }
 
   /** The advertisement for `key` if nothing it depends on changed since; else null (and it is dropped). */
   lookup(key: string): Buffer | null {
-    const entry = this.entries.get(key);
-    if (entry === undefined) return null;
-    this.entries.delete(key);
-    if (!unchanged(entry.snapshot)) {
-      this.bytes -= entry.cost;
-      return null;
-    }
-    this.entries.set(key, entry);
-    this.hits++;
-    return entry.body;
+    const body = this.kept.lookup(key);
+    if (body !== null) this.hits++;
+    return body;
   }
 
   /** One request's use of the cache: a look-up, then maybe the run that fills it. */
@@ -100,33 +92,19 @@ export class RefAdvertisementCache {
   }
 
   store(key: string, snapshot: Snapshot, body: Buffer): void {
-    const cost = costOf(key, snapshot, body);
-    if (cost > this.maxEntryBytes) return;
-    const old = this.entries.get(key);
-    if (old !== undefined) {
-      this.entries.delete(key);
-      this.bytes -= old.cost;
-    }
-    this.entries.set(key, { snapshot, body, cost });
-    this.bytes += cost;
-    for (const [oldest, entry] of this.entries) {
-      if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(oldest);
-      this.bytes -= entry.cost;
-    }
+    this.kept.store(key, snapshot, body, costOf(key, snapshot, body));
   }
 
   clear(): void {
-    this.entries.clear();
-    this.bytes = 0;
+    this.kept.clear();
   }
 
   get size(): number {
-    return this.entries.size;
+    return this.kept.size;
   }
 
   get storedBytes(): number {
-    return this.bytes;
+    return this.kept.storedBytes;
   }
 }
 

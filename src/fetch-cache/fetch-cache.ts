@@ -1,4 +1,5 @@
-import { takeSnapshot, unchanged, type Dependencies, type Snapshot } from '../advertisement/depends-on.js';
+import { takeSnapshot, type Dependencies, type Snapshot } from '../advertisement/depends-on.js';
+import { SnapshotStore } from '../advertisement/snapshot-store.js';
 import type { CgiHead } from '../request/cgi-headers.js';
 
 /**
@@ -22,11 +23,6 @@ export interface FetchAnswer {
   readonly body: Buffer;
 }
 
-interface Entry extends FetchAnswer {
-  readonly snapshot: Snapshot;
-  readonly cost: number;
-}
-
 /** Per entry, beyond what is counted: the Map slot, the objects, their headers. */
 const ENTRY_OVERHEAD_BYTES = 512;
 
@@ -48,28 +44,21 @@ export interface FetchCacheFigures {
  * quarter of it at most), and the runs in flight by key.
  */
 export class FetchResponseCache {
-  private readonly entries = new Map<string, Entry>();
+  private readonly kept: SnapshotStore<FetchAnswer>;
   /** Runs in flight: each resolves with whether it stored its answer. */
   private readonly running = new Map<string, Promise<boolean>>();
-  private bytes = 0;
 
-  constructor(readonly maxBytes: number) {}
+  constructor(readonly maxBytes: number) {
+    this.kept = new SnapshotStore(maxBytes);
+  }
 
   get maxEntryBytes(): number {
-    return Math.floor(this.maxBytes / 4);
+    return this.kept.maxEntryBytes;
   }
 
   /** The answer for `key` if nothing it depends on changed since; else null (and it is dropped). */
   lookup(key: string): FetchAnswer | null {
-    const entry = this.entries.get(key);
-    if (entry === undefined) return null;
-    this.entries.delete(key);
-    if (!unchanged(entry.snapshot)) {
-      this.bytes -= entry.cost;
-      return null;
-    }
-    this.entries.set(key, entry);
-    return entry;
+    return this.kept.lookup(key);
   }
 
   /** An identical fetch being run by git now: resolves with whether its answer was kept. */
@@ -95,30 +84,15 @@ export class FetchResponseCache {
 
   /** @internal FetchCapture's: keeps an answer, evicting the least recently used beyond the budget. */
   store(key: string, snapshot: Snapshot, answer: FetchAnswer): boolean {
-    const cost = costOf(key, snapshot, answer);
-    if (cost > this.maxEntryBytes) return false;
-    const old = this.entries.get(key);
-    if (old !== undefined) {
-      this.entries.delete(key);
-      this.bytes -= old.cost;
-    }
-    this.entries.set(key, { ...answer, snapshot, cost });
-    this.bytes += cost;
-    for (const [oldest, entry] of this.entries) {
-      if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(oldest);
-      this.bytes -= entry.cost;
-    }
-    return true;
+    return this.kept.store(key, snapshot, answer, costOf(key, snapshot, answer));
   }
 
   clear(): void {
-    this.entries.clear();
-    this.bytes = 0;
+    this.kept.clear();
   }
 
   figures(): FetchCacheFigures {
-    return { entries: this.entries.size, bytes: this.bytes };
+    return { entries: this.kept.size, bytes: this.kept.storedBytes };
   }
 }
 

@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Dependencies } from '../advertisement/depends-on.js';
 import { knownDependencies } from '../advertisement/direct.js';
+import { PER_REQUEST_VARIABLES } from '../advertisement/cache.js';
 import { cacheScope } from '../advertisement/fast-path.js';
 import type { GitInstalls } from '../advertisement/git-install.js';
+import { keyHash } from '../key-hash.js';
 import type { Repository } from '../request/locate-repository.js';
 
 /**
@@ -26,21 +27,6 @@ import type { Repository } from '../request/locate-repository.js';
 /** The largest body a kept fetch may have: negotiation bodies are small; bigger ones go to git as always. */
 export const MAX_FETCH_BODY_BYTES = 64 * 1024;
 
-const PER_REQUEST = new Set([
-  'REMOTE_ADDR',
-  'REMOTE_PORT',
-  'REMOTE_HOST',
-  'REQUEST_URI',
-  'SERVER_NAME',
-  'SERVER_PORT',
-  'SERVER_ADDR',
-  'SERVER_PROTOCOL',
-  'HTTPS',
-  'GIT_FCGI_REQUEST_ID',
-  'GIT_FCGI_PACK_TOKEN',
-  'GIT_COMMITTER_NAME',
-  'GIT_COMMITTER_EMAIL',
-]);
 /** The headers git http-backend reads. */
 const READ_HEADERS = new Set(['HTTP_CONTENT_ENCODING', 'HTTP_GIT_PROTOCOL']);
 
@@ -99,18 +85,14 @@ export function fetchKey(
   env: Readonly<Record<string, string>>,
   body: Buffer,
 ): string {
-  const hash = createHash('sha256');
-  const field = (value: string | Buffer): void => {
-    const length = Buffer.alloc(8);
-    length.writeBigUInt64BE(BigInt(Buffer.byteLength(value)));
-    hash.update(length);
-    hash.update(value);
-  };
-  field(cacheScope(backend, repository));
   const names = Object.keys(env)
-    .filter((name) => !PER_REQUEST.has(name) && (!name.startsWith('HTTP_') || READ_HEADERS.has(name)))
+    .filter(
+      (name) => !PER_REQUEST_VARIABLES.has(name) && (!name.startsWith('HTTP_') || READ_HEADERS.has(name)),
+    )
     .sort();
-  for (const name of names) field(`${name}=${env[name] ?? ''}`);
-  field(body);
-  return hash.digest('hex');
+  return keyHash([
+    cacheScope(backend, repository),
+    ...names.map((name) => `${name}=${env[name] ?? ''}`),
+    body,
+  ]);
 }

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { takeSnapshot, type Dependencies } from '../advertisement/depends-on.js';
+import { keyHash } from '../key-hash.js';
 
 /**
  * Whether an environment variable can change what pack-objects writes: git's own (config
@@ -81,21 +81,16 @@ export function cacheKey(input: KeyInput, nowMs: number = Date.now()): string | 
   if (snapshot === null) return null;
   const program = statSync(input.program, { throwIfNoEntry: false });
   if (program === undefined) return null;
-  const hash = createHash('sha256');
-  const field = (value: string | Buffer): void => {
-    const length = Buffer.alloc(8);
-    length.writeBigUInt64BE(BigInt(Buffer.byteLength(value)));
-    hash.update(length);
-    hash.update(value);
-  };
-  field(input.gitDir);
-  field(`${input.program} ${program.ino} ${program.size} ${program.mtimeMs} ${program.ctimeMs}`);
-  field(input.argv.join('\0'));
-  for (const name of Object.keys(input.env).filter(keyedVariable).sort()) {
-    field(`${name}=${input.env[name]}`);
-  }
-  field(snapshot.paths.join('\0'));
-  field(Buffer.from(snapshot.stats.buffer, snapshot.stats.byteOffset, snapshot.stats.byteLength));
-  field(input.stdin);
-  return hash.digest('hex');
+  return keyHash([
+    input.gitDir,
+    `${input.program} ${program.ino} ${program.size} ${program.mtimeMs} ${program.ctimeMs}`,
+    input.argv.join('\0'),
+    ...Object.keys(input.env)
+      .filter(keyedVariable)
+      .sort()
+      .map((name) => `${name}=${input.env[name]}`),
+    snapshot.paths.join('\0'),
+    Buffer.from(snapshot.stats.buffer, snapshot.stats.byteOffset, snapshot.stats.byteLength),
+    input.stdin,
+  ]);
 }
