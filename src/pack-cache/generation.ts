@@ -30,9 +30,9 @@ export interface PackObjectsRun {
 
 /**
  * Runs pack-objects once and writes its output to `pack`, detached from any request: readers
- * come and go. stdout is paused while a write is pending or, once the file takes no more (a
- * full disk, the budget), while the memory window is full. Resolves when the pack is finished
- * or failed; never rejects.
+ * come and go. Writes are chained, one at a time in order; stdout is paused while one is
+ * pending or, once the file takes no more (a full disk, the budget), while the memory window is
+ * full. Resolves when the pack is finished or failed; never rejects.
  */
 export async function generate(
   run: PackObjectsRun,
