@@ -7,8 +7,13 @@ import { after, before, describe, test } from 'node:test';
 import { isLocalFilesystem } from '../../src/advertisement/depends-on.js';
 import { suiteCleanup } from '../helpers/cleanup.js';
 import { startGitFcgi, type GitFcgi } from '../helpers/daemon.js';
-import { withDeadline } from '../helpers/deadline.js';
-import { assertSameAnswer, v0Fetch, v2Fetch, type Answer } from '../helpers/git-wire.js';
+import {
+  assertSameAnswer,
+  postUploadPack as post,
+  v0Fetch,
+  v2Fetch,
+  type Answer,
+} from '../helpers/git-wire.js';
 import { gitLocation, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
 import { createBareRepo, git } from '../helpers/repos.js';
@@ -16,29 +21,6 @@ import { tmpDir } from '../helpers/tmp.js';
 
 /** Longer than the racy window on a filesystem with sub-second timestamps (100 ms). */
 const SETTLE_MS = 250;
-
-async function post(
-  url: string,
-  body: Buffer,
-  protocol: string | undefined,
-  contentType = 'application/x-git-upload-pack-request',
-): Promise<Answer> {
-  return withDeadline(
-    (async () => {
-      const res = await fetch(url, {
-        method: 'POST',
-        body,
-        headers: {
-          'Content-Type': contentType,
-          ...(protocol === undefined ? {} : { 'Git-Protocol': protocol }),
-        },
-      });
-      return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
-    })(),
-    20_000,
-    `POST ${url}`,
-  );
-}
 
 /**
  * The fetch cache may only ever answer what git says at that moment. A daemon with it, and one

@@ -13,7 +13,7 @@ import {
   type GitUnderTest,
   type RefFormat,
 } from '../helpers/git-versions.js';
-import { assertSameAnswer, v0Fetch, v2Fetch, type Answer } from '../helpers/git-wire.js';
+import { assertSameAnswer, postUploadPack, v0Fetch, v2Fetch } from '../helpers/git-wire.js';
 import { capture, firstDifference, type Captured } from '../helpers/http-capture.js';
 import { gitLocation, htpasswd, startNginx, type Nginx } from '../helpers/nginx.js';
 import { assertNoGitProcesses } from '../helpers/proc.js';
@@ -138,18 +138,6 @@ function defineSuite(under: GitUnderTest): void {
   const fetchHits = async (): Promise<number> => {
     const res = await fetch(nginx.url(0, '/git-fcgi-status?json'));
     return ((await res.json()) as { fetch_cache_hits: number }).fetch_cache_hits;
-  };
-  const postFetch = async (url: string, body: Buffer, protocol: string | undefined): Promise<Answer> => {
-    const res = await fetch(url, {
-      method: 'POST',
-      body,
-      headers: {
-        'Content-Type': 'application/x-git-upload-pack-request',
-        ...(protocol === undefined ? {} : { 'Git-Protocol': protocol }),
-      },
-      signal: AbortSignal.timeout(20_000),
-    });
-    return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
   };
   const remoteMain = async (format: RefFormat): Promise<string> =>
     (await serverGit(['rev-parse', 'refs/heads/main'], { cwd: join(root, format, 'demo.git') })).stdout
@@ -320,10 +308,10 @@ function defineSuite(under: GitUnderTest): void {
         [undefined, v0Fetch(want, [have])],
       ] as const) {
         const label = protocol ?? 'v0';
-        const reference = await postFetch(url(3), body, protocol);
+        const reference = await postUploadPack(url(3), body, protocol);
         const before = await fetchHits();
-        const first = await postFetch(url(0), body, protocol);
-        const second = await postFetch(url(0), body, protocol);
+        const first = await postUploadPack(url(0), body, protocol);
+        const second = await postUploadPack(url(0), body, protocol);
         assertSameAnswer(first, reference, label);
         assert.ok(second.body.equals(first.body), `${label}: the repeat is byte for byte git's first answer`);
         assert.equal((await fetchHits()) - before, 1, `${label}: the repeat came from the cache`);

@@ -22,6 +22,25 @@ export interface Answer {
   readonly body: Buffer;
 }
 
+/** POSTs `body` to upload-pack (`url`) as git does; the whole answer, within 20 s. */
+export async function postUploadPack(
+  url: string,
+  body: Buffer,
+  protocol: string | undefined,
+  contentType = 'application/x-git-upload-pack-request',
+): Promise<Answer> {
+  const res = await fetch(url, {
+    method: 'POST',
+    body,
+    headers: {
+      'Content-Type': contentType,
+      ...(protocol === undefined ? {} : { 'Git-Protocol': protocol }),
+    },
+    signal: AbortSignal.timeout(20_000),
+  });
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+}
+
 /** A protocol v2 fetch as `git fetch` sends it, without progress (progress lines depend on timing). */
 export function v2Fetch(want: string, haves: readonly string[]): Buffer {
   let body = `${pktLine('command=fetch\n')}${pktLine('agent=git/test\n')}0001`;
