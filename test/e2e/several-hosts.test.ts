@@ -355,6 +355,7 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
     const restarts: Array<{ host: string; term: number; exited: number; up: number }> = [];
     let lifecycle = Promise.resolve();
     const logBefore = (await readTimeline(accessLog)).length;
+    const errorLogBefore = (await nginx.errorLog()).length;
     const at = [ROLLING_OPS * 0.25, ROLLING_OPS * 0.6];
     const ops = await runGitLoad(
       t,
@@ -378,9 +379,11 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
             host.daemon = await startHost(suite, host);
             entry.up = Date.now();
             // As the README says to: nginx takes a host it marked down back only after
-            // fail_timeout, so the next host may stop only then, or both are down to nginx
-            // ("no live upstreams": 502; seen when a host was back within fail_timeout).
-            await sleep(FAIL_TIMEOUT_MS + 500);
+            // fail_timeout, counted in whole seconds from its last failed attempt
+            // (`now - checked <= fail_timeout`, both ngx_time()), so up to a second later. The
+            // next host may stop only then, or both are down to nginx ("no live upstreams": 502;
+            // seen in CI when this waited fail_timeout + 0.5 s).
+            await sleep(FAIL_TIMEOUT_MS + 1000 + 500);
           });
         },
       },
@@ -399,6 +402,12 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
         `${requests.filter(failedRequest).length} requests; ` +
         `sent on to the other host by nginx: ${retried.length} ${JSON.stringify(countByKind(retried))}`,
     );
+    if (requests.some(failedRequest)) {
+      // Why nginx answered what it did ("no live upstreams", a reset, ...), for the report.
+      for (const line of (await nginx.errorLog()).slice(errorLogBefore).split('\n')) {
+        if (/\[(error|warn|crit)\]/.test(line)) t.diagnostic(`nginx: ${line.slice(0, 300)}`);
+      }
+    }
     assert.equal(restarts.length, 2);
     assert.deepEqual(
       failedOps.map((op) => `${op.kind} ${op.repo}: ${op.output}`),
