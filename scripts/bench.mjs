@@ -8,6 +8,7 @@
 //        [--baseline-server 'spawn_helper = off']   (ini lines for the baseline's [server]: the same
 //        build with another setting, e.g. --baseline dist/cli.js --baseline-server 'spawn_helper = off')
 //        [--baseline-git 'ref_cache = 0']   (the same for the baseline's [git] section)
+//        [--git-fcgi-server LINE] [--git-fcgi-git LINE]   (the same for git-fcgi itself)
 import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
@@ -109,6 +110,8 @@ const { values: opt } = parseArgs({
     'baseline-label': { type: 'string' },
     'baseline-server': { type: 'string', multiple: true, default: [] },
     'baseline-git': { type: 'string', multiple: true, default: [] },
+    'git-fcgi-server': { type: 'string', multiple: true, default: [] },
+    'git-fcgi-git': { type: 'string', multiple: true, default: [] },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -206,8 +209,14 @@ function withChildren(pid, comm) {
   return [pid, ...children];
 }
 
-/** git-fcgi and its spawn helper (git-fcgi-spawnd, a child of the daemon), when it runs one. */
-const daemonPids = (pid) => withChildren(pid, 'git-fcgi-spawnd');
+/**
+ * git-fcgi and its helpers (git-fcgi-spawnd, git-fcgi-splice: children of the daemon), when it
+ * runs them: the splice helper does the daemon's relaying, so its CPU is the daemon's.
+ */
+const daemonPids = (pid) => [
+  ...withChildren(pid, 'git-fcgi-spawnd'),
+  ...withChildren(pid, 'git-fcgi-splice').slice(1),
+];
 
 /**
  * CPU seconds a server has used itself so far (utime + stime; not its children's): git-fcgi with
@@ -313,8 +322,9 @@ async function setup(manifest) {
     ['git-fcgi-base', opt.baseline],
   ]) {
     if (!wanted.has(system)) continue;
-    const lines = system === 'git-fcgi-base' ? opt['baseline-server'] : [];
-    const gitLines = system === 'git-fcgi-base' ? opt['baseline-git'] : [];
+    const base = system === 'git-fcgi-base';
+    const lines = base ? opt['baseline-server'] : opt['git-fcgi-server'];
+    const gitLines = base ? opt['baseline-git'] : opt['git-fcgi-git'];
     servers[system] = gitFcgi(system, cli, undefined, lines, gitLines);
     servers[`${system}-slow`] = gitFcgi(`${system}-slow`, cli, slowBackend, lines, gitLines);
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds dist/git-fcgi-spawnd (src/native/spawnd.c), the helper that starts backends without
 // forking the daemon, and dist/git-fcgi-pack-hook (src/native/pack-hook.c), the pack cache's
-// uploadpack.packObjectsHook. Without a C compiler git-fcgi still works (spawn_helper = auto
+// uploadpack.packObjectsHook, and dist/git-fcgi-splice (src/native/splice.c), which splices
+// large responses into the FastCGI connection. Without a C compiler git-fcgi still works (spawn_helper = auto
 // falls back to Node's own spawn, the pack cache is off), so a missing compiler is a warning; a
 // compile error is a failure.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -22,6 +23,7 @@ mkdirSync(join(root, 'dist'), { recursive: true });
 for (const [source, binary] of [
   ['spawnd.c', 'git-fcgi-spawnd'],
   ['pack-hook.c', 'git-fcgi-pack-hook'],
+  ['splice.c', 'git-fcgi-splice'],
 ]) {
   execFileSync(
     cc,

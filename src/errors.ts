@@ -25,6 +25,8 @@ export type ErrorCode =
   | 'ERR_BACKEND_EXIT'
   | 'ERR_CGI_HEADER'
   | 'ERR_CGI_HEADER_TOO_LARGE'
+  // git-fcgi-splice could not finish moving a response (a read or write failed, it is gone).
+  | 'ERR_SPLICE'
   // Request body accounting and lifecycle.
   | 'ERR_BODY_TRUNCATED'
   | 'ERR_CLIENT_ABORT'

@@ -29,6 +29,30 @@ export interface ResponseSink {
    */
   abort(reason: Error): void;
   readonly headersSent: boolean;
+  /**
+   * The response's connection, lent to git-fcgi-splice (src/request/splice-helper.ts): only a
+   * FastCGI response whose headers are out, with nothing of it still queued, alone on its
+   * connection. Null otherwise. Until the lease is given back nothing else writes to the
+   * connection; end() and abort() called meanwhile take effect then.
+   */
+  lend?(): ResponseLease | null;
+}
+
+/**
+ * Where a splice left the FastCGI stream: `headerAt` bytes of the current record's header were
+ * written (8: all of it, or none begun) and `owed` bytes of its content are still due. 'broken':
+ * unknown, the connection is not to be written any more.
+ */
+export type LeaseReturn = { readonly headerAt: number; readonly owed: number } | 'broken';
+
+/** A FastCGI connection lent out for a splice. */
+export interface ResponseLease {
+  /** The connection's handle, for the helper (a libuv stream: Pipe or TCP). */
+  readonly handle: object;
+  /** The FastCGI request id the records carry. */
+  readonly requestId: number;
+  /** The helper has let go (closed its descriptor). Idempotent. */
+  giveBack(where: LeaseReturn): void;
 }
 
 /** One request as the handler sees it, whatever transport carried it. */

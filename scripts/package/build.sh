@@ -85,7 +85,7 @@ stage() {
   done
   if [ -n "$MAN" ]; then gzip -9n <"$MAN" | put 0644 "$root/usr/share/man/man8/git-fcgi.8.gz"; fi
   # Whatever modes npm and tsc left: directories 0755, files 0644, scripts (#!) and the
-  # helper 0755, the helper stripped.
+  # helpers 0755, the helpers stripped.
   find "$root" -type d -exec chmod 0755 {} +
   find "$root" -type f -exec chmod 0644 {} +
   find "$root" -type f -print0 | while IFS= read -r -d '' file; do
@@ -97,8 +97,9 @@ stage() {
     sed -i "1s|^#!/usr/bin/env node\$|#!$NODE|" "$file"
   done
   if [ -f "$HELPER" ]; then
-    chmod 0755 "$root$APP/dist/git-fcgi-spawnd" "$root$APP/dist/git-fcgi-pack-hook"
-    strip --strip-unneeded "$root$APP/dist/git-fcgi-spawnd" "$root$APP/dist/git-fcgi-pack-hook"
+    chmod 0755 "$root$APP/dist/git-fcgi-spawnd" "$root$APP/dist/git-fcgi-pack-hook" "$root$APP/dist/git-fcgi-splice"
+    strip --strip-unneeded "$root$APP/dist/git-fcgi-spawnd" "$root$APP/dist/git-fcgi-pack-hook" \
+      "$root$APP/dist/git-fcgi-splice"
   fi
 }
 

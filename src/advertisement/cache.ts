@@ -1,5 +1,6 @@
 import { takeSnapshot, type Dependencies, type Snapshot } from './depends-on.js';
 import { SnapshotStore } from './snapshot-store.js';
+import type { BodyTap } from '../request/backend-output.js';
 
 /**
  * Ref advertisements (`info/refs?service=git-upload-pack`) kept while nothing they depend on
@@ -129,18 +130,21 @@ export class CacheUse {
    * Right before git runs: the snapshot, and a tap for the response body when what git says
    * may be kept (undefined when it may not).
    */
-  start(): ((bytes: Buffer) => void) | undefined {
+  start(): BodyTap | undefined {
     this.snapshot = takeSnapshot(this.dependsOn, this.repoDir);
     return this.snapshot === null ? undefined : this.tap;
   }
 
-  private readonly tap = (bytes: Buffer): void => {
-    if (this.snapshot === null) return;
+  private readonly tap: BodyTap = (bytes) => {
+    if (this.snapshot === null) return false;
     this.length += bytes.length;
     if (this.length > this.cache.maxEntryBytes) {
       this.snapshot = null; // too large to keep: stop copying
       this.chunks = [];
-    } else this.chunks.push(Buffer.from(bytes));
+      return false;
+    }
+    this.chunks.push(Buffer.from(bytes));
+    return true;
   };
 
   /** After the run: keeps the body if git answered in full. */

@@ -235,6 +235,15 @@ export const SETTINGS = {
     restart: true,
     doc: "How backends are started. auto: through git-fcgi-spawnd, the small helper the build makes (needs a C compiler), falling back to Node's own spawn with a warning when it is missing; on: through the helper only (git-fcgi does not start without it); off: Node's spawn, which forks the whole daemon for every request (1-2 ms of CPU each, on the event loop).",
   }),
+  splice: def<'auto' | 'off'>({
+    section: 'server',
+    key: 'splice',
+    flag: '--splice <mode>',
+    default: 'auto',
+    parse: (raw) => parseEnum(raw, ['auto', 'off'] as const),
+    restart: true,
+    doc: "Large responses (past their first MiB: clones, big fetches) leave the event loop: git-fcgi-splice, a small helper the build makes, moves git's output into the FastCGI connection with splice(2), and git-fcgi ends the request when it is done. auto: when the helper is built and backends start through git-fcgi-spawnd, over FastCGI (not --http); off: every byte goes through Node.",
+  }),
   pingPath: def<string | null>({
     section: 'server',
     key: 'ping_path',

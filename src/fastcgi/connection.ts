@@ -62,6 +62,9 @@ class FastCgiConnection implements FastCgiConnectionHandle {
   /** Set once we have decided to close: later records are ignored. */
   private closing = false;
   private peerProbe: NodeJS.Timeout | undefined;
+  /** A response's connection is lent to a splice: records of our own wait in `held`. */
+  private lent = false;
+  private readonly held: Buffer[] = [];
 
   constructor(
     private readonly socket: Socket,
@@ -170,10 +173,15 @@ class FastCgiConnection implements FastCgiConnectionHandle {
   private start(req: FastCgiRequest, params: Map<string, string>): void {
     const response = new FastCgiResponse(this.socket, req.id, {
       onEnd: () => this.onResponseEnd(req),
-      onAbort: (reason) => {
+      onAbort: (reason, owed) => {
         req.abort(reason);
         this.finish(req);
-        this.cutOff(req);
+        this.cutOff(req, owed);
+      },
+      canLend: () => this.requests.size === 1 && this.requests.get(req.id) === req && !this.closing,
+      lent: (out) => {
+        this.lent = out;
+        if (!out) for (const record of this.held.splice(0)) this.send(record);
       },
     });
     if (req.paramsTooLarge) return this.refuseParams(req, response);
@@ -293,11 +301,13 @@ class FastCgiConnection implements FastCgiConnectionHandle {
    * transfer. FastCGI has no way to fail one request of a multiplexed connection alone, so
    * the others on it fail with it: a visible error rather than a truncated clone taken as whole.
    */
-  private cutOff(failed: FastCgiRequest): void {
+  private cutOff(failed: FastCgiRequest, owed?: Buffer | 'broken'): void {
     this.closing = true;
-    if (this.socket.destroyed || this.socket.writableEnded) this.socket.destroy();
+    this.held.length = 0;
+    if (this.socket.destroyed || this.socket.writableEnded || owed === 'broken') this.socket.destroy();
     else {
-      this.socket.end(INVALID_RECORD);
+      // After a splice cut short inside a record: the rest of that record first.
+      this.socket.end(owed === undefined ? INVALID_RECORD : Buffer.concat([owed, INVALID_RECORD]));
       setTimeout(() => this.socket.destroy(), CUT_OFF_GRACE_MS).unref();
     }
     // Only now, with nothing more to be written, may their handlers end their responses.
@@ -329,7 +339,8 @@ class FastCgiConnection implements FastCgiConnectionHandle {
   }
 
   private send(record: Buffer): void {
-    if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.write(record);
+    if (this.lent) this.held.push(record);
+    else if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.write(record);
   }
 
   private meta(err: Error): Record<string, unknown> {

@@ -1,6 +1,7 @@
 import { takeSnapshot, type Dependencies, type Snapshot } from '../advertisement/depends-on.js';
 import { SnapshotStore } from '../advertisement/snapshot-store.js';
 import type { CgiHead } from '../request/cgi-headers.js';
+import type { BodyTap } from '../request/backend-output.js';
 
 /**
  * Answers to fetches (`POST .../git-upload-pack`) kept while nothing they depend on changed,
@@ -118,8 +119,8 @@ export class FetchCapture {
   }
 
   /** Sees every body byte sent (they may be reused after the call). */
-  readonly tap = (bytes: Buffer): void => {
-    if (this.snapshot === null) return;
+  readonly tap: BodyTap = (bytes) => {
+    if (this.snapshot === null) return false;
     this.length += bytes.length;
     if (this.length > this.cache.maxEntryBytes) {
       this.snapshot = null; // too large to keep: stop copying
@@ -127,7 +128,10 @@ export class FetchCapture {
       // Identical requests waiting for this answer run git themselves now, not once it ends:
       // their packs come from the pack cache, shared as it is written.
       this.settle(false);
-    } else this.chunks.push(Buffer.from(bytes));
+      return false;
+    }
+    this.chunks.push(Buffer.from(bytes));
+    return true;
   };
 
   /**

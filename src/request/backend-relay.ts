@@ -1,7 +1,7 @@
 import type { Exchange } from '../exchange.js';
 import { GitFcgiError, describeError, isGitFcgiError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { BackendOutput, BackendOutputFactory } from './backend-output.js';
+import type { BackendOutput, BackendOutputFactory, BodyTap } from './backend-output.js';
 import type { BackendExit, BackendProcess } from './backend-process.js';
 import { BodyToStdin } from './body-to-stdin.js';
 import type { CgiHead } from './cgi-headers.js';
@@ -14,7 +14,7 @@ import {
   type RelayOutcome,
 } from './relay-outcome.js';
 import { StderrLines } from './stderr-lines.js';
-import { StdoutToResponse } from './stdout-to-response.js';
+import { StdoutToResponse, type SpliceRoute } from './stdout-to-response.js';
 
 export interface RelayOptions {
   readonly idleTimeoutMs: number;
@@ -30,8 +30,10 @@ export interface RelayOptions {
   readonly prelude?: { readonly head: CgiHead; readonly body: Buffer };
   /** A line to log after one of the backend's stderr lines, saying what to do about it. */
   readonly hint?: (stderrLine: string) => string | null;
-  /** Sees every body byte sent, in order; `bytes` may be reused after the call returns. */
-  readonly tap?: (bytes: Buffer) => void;
+  /** Sees every body byte sent, in order, until it returns false. */
+  readonly tap?: BodyTap;
+  /** Splices the rest of a large response (see SpliceRoute); unset: all through Node. */
+  readonly splice?: SpliceRoute;
   /** Moves the backend's output; by default through Node (StdoutToResponse, with prelude and tap). */
   readonly output?: BackendOutputFactory;
 }
@@ -49,6 +51,8 @@ export interface RelayResult {
   readonly cached?: 'hit' | 'coalesced';
   /** The CGI head the response went out with (its `rest` is not to be kept). */
   readonly head?: CgiHead;
+  /** Body bytes git-fcgi-splice moved (0 or absent: all went through Node). */
+  readonly splicedBytes?: number;
 }
 
 /**
@@ -79,7 +83,11 @@ export class BackendRelay {
     });
     this.output =
       options.output?.(exchange.response, backend) ??
-      new StdoutToResponse(exchange.response, backend, { prelude: options.prelude, tap: options.tap });
+      new StdoutToResponse(exchange.response, backend, {
+        prelude: options.prelude,
+        tap: options.tap,
+        splice: options.splice,
+      });
     this.stderr = new StderrLines((line) => {
       options.log.warn(`backend: ${line}`);
       const hint = options.hint?.(line);
@@ -143,12 +151,13 @@ export class BackendRelay {
   }
 
   private resolveOnceReaped(status: number, error?: GitFcgiError): void {
-    void this.backend.exited.then((exit) => {
+    void Promise.all([this.backend.exited, this.output.settled()]).then(([exit]) => {
       const { head } = this.output;
       this.resolve({
         status,
         bytesIn: this.input.bytesIn,
         bytesOut: this.output.bytesOut,
+        ...(this.output.splicedBytes > 0 ? { splicedBytes: this.output.splicedBytes } : {}),
         exit: exit.signal ?? exit.code,
         ...(head === null ? {} : { head }),
         ...(error === undefined ? {} : { error: describeError(error) }),
@@ -162,7 +171,12 @@ export class BackendRelay {
     this.output.start({
       activity: this.onActivity,
       ended: this.onOutputEnded,
-      failed: (err) => this.end({ kind: 'backend-failed', error: backendFailure(err) }),
+      failed: (err) =>
+        this.end(
+          isGitFcgiError(err) && err.code === 'ERR_CLIENT_ABORT'
+            ? { kind: 'client-gone', error: err }
+            : { kind: 'backend-failed', error: backendFailure(err) },
+        ),
     });
     backend.stderr.on('data', (chunk: Buffer) => this.stderr.push(chunk));
     backend.stderr.once('end', () => this.stderr.flush());

@@ -19,6 +19,7 @@ import type { PackCache } from '../pack-cache/pack-cache.js';
 import type { PackOutcome } from '../pack-cache/tickets.js';
 import { fetchFromCache, type FetchUse } from '../fetch-cache/fetch-use.js';
 import type { FetchResponseCache } from '../fetch-cache/fetch-cache.js';
+import type { SpliceRoute } from './stdout-to-response.js';
 
 /** What the request handler needs from the configuration (read per request, so reloads apply). */
 export interface HandlerSettings extends AccessSettings {
@@ -45,6 +46,8 @@ export interface RequestOutcome {
   readonly service: string;
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /** Of bytesOut, those git-fcgi-splice moved. */
+  readonly splicedBytes: number;
 }
 
 /** Hooks for the status counters, called as things happen. */
@@ -77,6 +80,8 @@ export interface HandlerDeps {
   readonly packCache?: () => PackCache | null;
   /** The fetch answer cache in use; null when fetch_cache = 0. */
   readonly fetchCache?: () => FetchResponseCache | null;
+  /** How large responses are spliced; null when they are not (splice = off, no helper). */
+  readonly splice?: () => SpliceRoute | null;
 }
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;
@@ -202,6 +207,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     service,
     bytesIn: result.bytesIn,
     bytesOut: result.bytesOut,
+    splicedBytes: result.splicedBytes ?? 0,
   });
   log.access({
     addr: params.get('REMOTE_ADDR'),
@@ -215,6 +221,7 @@ async function serve(exchange: Exchange, deps: HandlerDeps, authorizer: Authoriz
     ms: Math.round(ms * 10) / 10,
     exit: result.exit,
     ...(result.cached === undefined ? {} : { cache: result.cached }),
+    ...(result.splicedBytes === undefined ? {} : { spliced: result.splicedBytes }),
     ...(pack === null ? {} : { pack }),
     ...(result.error ? { error: result.error } : {}),
   });
@@ -252,11 +259,13 @@ async function runBackend(
   }
   try {
     if (exchange.signal.aborted) throw exchange.signal.reason;
+    const spliceRoute = deps.splice?.() ?? null;
     const relayOptions: RelayOptions = {
       idleTimeoutMs: settings.idleTimeoutMs,
       killGraceMs: settings.killGraceMs,
       contentLength: contentLengthOf(exchange.params),
       log,
+      ...(spliceRoute === null ? {} : { splice: spliceRoute }),
       hint: (line) =>
         backendHint(line, {
           servingUser: settings.servingUser,

@@ -1,8 +1,28 @@
-import type { ResponseSink } from '../exchange.js';
+import type { Readable } from 'node:stream';
+import type { GitFcgiError } from '../errors.js';
+import type { ResponseLease, ResponseSink } from '../exchange.js';
 import { chunksDone } from '../heap-limits.js';
-import type { BackendOutput, BackendOutputEvents } from './backend-output.js';
+import type { BackendOutput, BackendOutputEvents, BodyTap } from './backend-output.js';
 import type { BackendProcess } from './backend-process.js';
 import { CgiHeaderParser, type CgiHead } from './cgi-headers.js';
+import type { Splice, SpliceEvents } from './splice-helper.js';
+
+/**
+ * When the rest of a response is spliced (git-fcgi-splice) instead of relayed through Node.
+ * It takes over once all of these hold, checked each time the response has taken every byte
+ * given to it:
+ * - the backend's stdout is read through the spawn helper's socket (not Node's own pipes);
+ * - at least `afterBytes` of the body went through Node (small answers never pay for a
+ *   hand-off), the CGI head and any prelude among them;
+ * - no tap wants more bytes (a cache keeping the answer; the fetch cache stops wanting them
+ *   past its entry limit);
+ * - the response can lend its connection (FastCGI, alone on it, nothing queued).
+ */
+export interface SpliceRoute {
+  readonly afterBytes: number;
+  /** SpliceHelper.splice; null when the helper cannot take it. */
+  start(stdout: Readable, lease: ResponseLease, events: SpliceEvents): Splice | null;
+}
 
 export interface StdoutOptions {
   /**
@@ -10,8 +30,10 @@ export interface StdoutOptions {
    * bytes before its first one.
    */
   readonly prelude?: { readonly head: CgiHead; readonly body: Buffer } | undefined;
-  /** Sees every body byte sent, in order; `bytes` may be reused after the call returns. */
-  readonly tap?: ((bytes: Buffer) => void) | undefined;
+  /** Sees every body byte sent, in order, until it returns false. */
+  readonly tap?: BodyTap | undefined;
+  /** Splices the rest of a large response; unset: everything goes through Node. */
+  readonly splice?: SpliceRoute | undefined;
 }
 
 const noEvents: BackendOutputEvents = { activity() {}, ended() {}, failed() {} };
@@ -28,6 +50,13 @@ export class StdoutToResponse implements BackendOutput {
   private preludeBody: Buffer | null;
   private bytes = 0;
   private stopped = false;
+  private tapWants: boolean;
+  private splice: Splice | null = null;
+  /** While a splice runs: resolves at its last report. */
+  private spliceOver: Promise<void> | null = null;
+  private spliceEnded: () => void = () => {};
+  /** Body bytes that went through Node before the splice took over. */
+  private relayedBytes = 0;
 
   constructor(
     private readonly response: ResponseSink,
@@ -36,6 +65,16 @@ export class StdoutToResponse implements BackendOutput {
   ) {
     this.parsedHead = options.prelude?.head ?? null;
     this.preludeBody = options.prelude?.body ?? null;
+    this.tapWants = options.tap !== undefined;
+  }
+
+  settled(): Promise<void> {
+    return this.spliceOver ?? Promise.resolve();
+  }
+
+  /** Body bytes the splice moved (0: none took over). */
+  get splicedBytes(): number {
+    return this.splice === null ? 0 : this.bytes - this.relayedBytes;
   }
 
   get head(): CgiHead | null {
@@ -74,6 +113,7 @@ export class StdoutToResponse implements BackendOutput {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.splice?.cancel();
     const { stdout } = this.backend;
     stdout.removeListener('data', this.onData);
     stdout.removeListener('end', this.onEnd);
@@ -117,14 +157,52 @@ export class StdoutToResponse implements BackendOutput {
     // mark even when uncork() hands all of it to the kernel at once. Nothing left in the
     // socket's queue is what matters: the view is not referenced any more and reading goes on
     // without a stop and restart of the stdout socket (two epoll_ctl calls per read).
-    if (response.pending === 0) return true;
+    if (response.pending === 0) return !this.trySplice();
     full = !flushed;
     if (flushed) response.onceDrain(this.resumeStdout);
     return false;
   };
 
   private readonly resumeStdout = (): void => {
-    if (!this.stopped) this.backend.stdout.resume();
+    if (!this.stopped && !this.trySplice()) this.backend.stdout.resume();
+  };
+
+  /**
+   * Hands the rest of stdout to the splice helper when the route's conditions hold (see
+   * SpliceRoute); stdout stays paused from then on. True when a splice took over.
+   */
+  private trySplice(): boolean {
+    const route = this.options.splice;
+    if (route === undefined || this.splice !== null || this.stopped || this.tapWants) return false;
+    if (this.preludeBody !== null || this.bytes < route.afterBytes) return false;
+    if (this.backend.readStdout === undefined || this.response.lend === undefined) return false;
+    const lease = this.response.lend();
+    if (lease === null) return false;
+    const splice = route.start(this.backend.stdout, lease, {
+      progress: (bytes) => {
+        this.bytes = this.relayedBytes + bytes;
+        if (!this.stopped) this.events.activity();
+      },
+      ended: this.onSpliceEnded,
+    });
+    if (splice === null) {
+      lease.giveBack({ headerAt: 8, owed: 0 });
+      return false;
+    }
+    this.relayedBytes = this.bytes;
+    this.splice = splice;
+    this.spliceOver = new Promise((resolve) => (this.spliceEnded = resolve));
+    return true;
+  }
+
+  private readonly onSpliceEnded = (bytes: number, error?: GitFcgiError): void => {
+    this.bytes = this.relayedBytes + bytes;
+    this.spliceEnded();
+    // The helper has closed its copy: closing ours ends the stream for the spawn's bookkeeping.
+    this.backend.stdout.destroy();
+    if (this.stopped) return;
+    if (error !== undefined) this.events.failed(error);
+    else this.events.ended();
   };
 
   private readonly onEnd = (): void => {
@@ -166,7 +244,7 @@ export class StdoutToResponse implements BackendOutput {
 
   private send(body: Buffer, flushed?: () => void): boolean {
     this.bytes += body.length;
-    this.options.tap?.(body);
+    if (this.tapWants && this.options.tap?.(body) === false) this.tapWants = false;
     return flushed === undefined ? this.response.write(body) : this.response.write(body, flushed);
   }
 

@@ -142,6 +142,7 @@ export class Daemon {
             response.abort(reason);
             done();
           },
+          ...(response.lend === undefined ? {} : { lend: response.lend.bind(response) }),
         },
       },
     };

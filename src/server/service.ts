@@ -24,6 +24,7 @@ import {
 } from './privileges.js';
 import { ServerStats } from './status.js';
 import { startPackCache } from '../pack-cache/start.js';
+import { SPLICE_HELPER_PATH, SpliceHelper, spliceRoute } from '../request/splice-helper.js';
 import type { PackCache } from '../pack-cache/pack-cache.js';
 
 export interface ServiceOptions {
@@ -76,6 +77,7 @@ export class Service {
   private readonly daemon: Daemon;
   private removePidFile: () => string | null = () => null;
   private helper: SpawnHelper | null = null;
+  private splicer: SpliceHelper | null = null;
   private refCache: RefAdvertisementCache | null;
   private fetchCache: FetchResponseCache | null;
   private packCache: { readonly cache: PackCache; readonly stop: () => Promise<void> } | null = null;
@@ -115,6 +117,7 @@ export class Service {
         fetchCache: () => this.fetchCache,
         gitInstalls: this.gitInstalls,
         packCache: () => this.packCache?.cache ?? null,
+        splice: () => (this.splicer?.available === true ? spliceRoute(this.splicer) : null),
       }),
     });
   }
@@ -134,6 +137,7 @@ export class Service {
       if (checked.runAs !== null) dropPrivileges(checked.runAs);
       // After the privilege drop: the helper, and so every backend, runs as the configured user.
       service.helper = await startSpawnHelper(options.config.spawnHelper, options.log);
+      service.splicer = await startSpliceHelper(options.config, service.helper !== null, options.log);
       service.packCache = await startPackCache(options.config, { spawn: service.spawn, log: options.log });
       await service.probeGit(options.config);
       service.daemon.open();
@@ -141,6 +145,7 @@ export class Service {
       await service.daemon.stop(0);
       await service.packCache?.stop();
       service.helper?.close();
+      service.splicer?.close();
       service.removePidFile();
       throw err;
     }
@@ -194,6 +199,7 @@ export class Service {
     const aborted = await this.daemon.stop(this.config.shutdownTimeoutMs);
     await this.packCache?.stop();
     this.helper?.close();
+    this.splicer?.close();
     const problem = this.removePidFile();
     if (problem !== null) this.options.log.warn(problem);
     return aborted;
@@ -216,6 +222,24 @@ function fetchCacheFor(config: Config): FetchResponseCache | null {
 
 function refCacheFor(config: Config): RefAdvertisementCache | null {
   return config.refCacheBytes > 0 ? new RefAdvertisementCache(config.refCacheBytes) : null;
+}
+
+/**
+ * The splice helper as `splice` says; null: every byte through Node. It needs the spawn
+ * helper, whose sockets are the backends' stdout (Node's own pipes keep bytes it has read).
+ */
+async function startSpliceHelper(
+  config: Config,
+  spawnHelper: boolean,
+  log: Logger,
+): Promise<SpliceHelper | null> {
+  if (config.splice === 'off' || !spawnHelper) return null;
+  try {
+    return await SpliceHelper.start(SPLICE_HELPER_PATH, log);
+  } catch (err) {
+    log.warn(`splice helper unavailable, large responses go through the daemon: ${describeError(err)}`);
+    return null;
+  }
 }
 
 /** The spawn helper as `spawn_helper` says: null means Node's own spawn. */

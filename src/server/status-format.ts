@@ -56,6 +56,8 @@ function renderText(s: StatusSnapshot): string {
         ] as Array<[string, number]>)),
     ['bytes in', s.bytesIn],
     ['bytes out', s.bytesOut],
+    ['spliced responses', s.splicedResponses],
+    ['spliced bytes', s.splicedBytes],
     ...Object.entries(s.responses).map(([code, n]): [string, number] => [`responses ${code}`, n]),
     ...Object.entries(s.services).map(([name, n]): [string, number] => [`service ${name}`, n]),
   ];
@@ -96,6 +98,8 @@ function renderJson(s: StatusSnapshot): string {
         }),
     bytes_in: s.bytesIn,
     bytes_out: s.bytesOut,
+    spliced_responses: s.splicedResponses,
+    spliced_bytes: s.splicedBytes,
     responses: s.responses,
     services: s.services,
   })}\n`;
@@ -158,6 +162,16 @@ function renderOpenMetrics(s: StatusSnapshot): string {
   }
   counter('received_bytes', 'Request body bytes passed to backends.', s.bytesIn);
   counter('sent_bytes', 'Response body bytes sent.', s.bytesOut);
+  counter(
+    'spliced_responses',
+    'Responses whose rest git-fcgi-splice moved into the FastCGI connection, past the event loop.',
+    s.splicedResponses,
+  );
+  counter(
+    'spliced_bytes',
+    'Response body bytes git-fcgi-splice moved (counted in sent_bytes too).',
+    s.splicedBytes,
+  );
   family(
     'responses',
     'counter',

@@ -37,6 +37,9 @@ export interface StatusSnapshot {
   readonly pack: PackCacheFigures | null;
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /** Responses, and their body bytes, that git-fcgi-splice moved in part (bytesOut has them too). */
+  readonly splicedResponses: number;
+  readonly splicedBytes: number;
   /** By HTTP status, including git-fcgi's own 4xx/5xx and 499 for clients that left. */
   readonly responses: Readonly<Record<string, number>>;
   /** By git service (git-upload-pack, git-receive-pack, ..., dumb; `-` when refused before). */
@@ -56,6 +59,8 @@ export class ServerStats implements RequestEvents {
   private fetchCoalesced = 0;
   private bytesInTotal = 0;
   private bytesOutTotal = 0;
+  private splicedCount = 0;
+  private splicedTotal = 0;
   private readonly byStatus = new Map<string, number>();
   private readonly byService = new Map<string, number>();
 
@@ -79,6 +84,10 @@ export class ServerStats implements RequestEvents {
   finished(outcome: RequestOutcome): void {
     this.bytesInTotal += outcome.bytesIn;
     this.bytesOutTotal += outcome.bytesOut;
+    if (outcome.splicedBytes > 0) {
+      this.splicedCount++;
+      this.splicedTotal += outcome.splicedBytes;
+    }
     bump(this.byStatus, String(outcome.status));
     bump(this.byService, outcome.service);
   }
@@ -101,6 +110,8 @@ export class ServerStats implements RequestEvents {
       pack: load.pack,
       bytesIn: this.bytesInTotal,
       bytesOut: this.bytesOutTotal,
+      splicedResponses: this.splicedCount,
+      splicedBytes: this.splicedTotal,
       responses: sorted(this.byStatus),
       services: sorted(this.byService),
     };

@@ -395,7 +395,7 @@ describe('BackendRelay retry', () => {
 
   test('prelude: its head, then its bytes before the first stdout byte; tap sees every body byte', async () => {
     const tapped: string[] = [];
-    const run = start({ prelude, tap: (bytes) => tapped.push(bytes.toString()) });
+    const run = start({ prelude, tap: (bytes) => tapped.push(bytes.toString()) > 0 });
     run.exchange.body.end();
     run.backend.finish('0040refs');
     const result = await run.result;
@@ -565,7 +565,11 @@ describe('BackendRelay output side', () => {
     head = { status: 200, headers: [], rest: Buffer.alloc(0) };
     retryable = false;
     bytesOut = 0;
+    splicedBytes = 0;
     constructor(private readonly run: () => Run) {}
+    settled(): Promise<void> {
+      return Promise.resolve();
+    }
     start(events: BackendOutputEvents): void {
       this.events = events;
       this.calls.push('start');

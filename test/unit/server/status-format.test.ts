@@ -8,8 +8,8 @@ function sample() {
   stats.accepted();
   stats.accepted();
   stats.spawned();
-  stats.finished({ status: 200, service: 'git-upload-pack', bytesIn: 10, bytesOut: 300 });
-  stats.finished({ status: 404, service: '-', bytesIn: 0, bytesOut: 0 });
+  stats.finished({ status: 200, service: 'git-upload-pack', bytesIn: 10, bytesOut: 300, splicedBytes: 0 });
+  stats.finished({ status: 404, service: '-', bytesIn: 0, bytesOut: 0, splicedBytes: 0 });
   stats.servedFromFetchCache('hit');
   stats.servedFromFetchCache('hit');
   stats.servedFromFetchCache('coalesced');
