@@ -2,7 +2,7 @@
 // git-fcgi next to fcgiwrap behind one nginx, and git http-backend run directly as the limit.
 // Usage: npm run bench -- [--runs N] [--cases clone,refs,clones,push,slow-clone,slow-push,
 //        fleet,fleet-incremental,clone-warm,git-clones]
-//        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct[,relay-floor][,git-fcgi-keepalive]] [--quick] [--out FILE] [--markdown FILE]
+//        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct[,relay-floor][,relay-floor-socket][,git-fcgi-keepalive]] [--quick] [--out FILE] [--markdown FILE]
 //        [--refs-seconds S] [--max-minutes M] [--cache DIR] [--git-fcgi dist/cli.js] [--git-fcgi-node-args=ARGS] [--keep]
 //        [--baseline OTHER/dist/cli.js --baseline-label TEXT]   (another git-fcgi build, benched alongside)
 //        [--baseline-server 'spawn_helper = off']   (ini lines for the baseline's [server]: the same
@@ -62,23 +62,35 @@ const BIG_TREE_CASES = ['fleet', 'fleet-incremental', 'git-clones'];
 const FLEET_CLIENTS = 32;
 /** Clones in a row per run of clone-warm. */
 const WARM_CLONES = 3;
-const ALL_SYSTEMS = ['git-fcgi', 'git-fcgi-keepalive', 'fcgiwrap', 'fcgiwrap-c4', 'direct', 'relay-floor'];
+const ALL_SYSTEMS = [
+  'git-fcgi',
+  'git-fcgi-keepalive',
+  'fcgiwrap',
+  'fcgiwrap-c4',
+  'direct',
+  'relay-floor',
+  'relay-floor-socket',
+];
+const FLOORS = ['relay-floor', 'relay-floor-socket'];
 /**
  * Only when asked for:
  * - relay-floor (scripts/bench/relay-floor.c): the least a FastCGI server can do, splicing git's
  *   output into nginx's connection. Clone case only: it is a reference for what any relay behind
  *   nginx can reach on this machine, not a server.
+ * - relay-floor-socket: the same with the backend writing into a socketpair, relayed socket ->
+ *   pipe -> connection as git-fcgi-splice does (git-fcgi-spawnd gives backends sockets).
  * - git-fcgi-keepalive: the same build behind an nginx upstream with `keepalive 16` and
  *   `fastcgi_keep_conn on` (etc/nginx/git-fcgi.conf), where `git-fcgi` gets a new connection per
  *   request: `--cases refs --systems git-fcgi,git-fcgi-keepalive` compares the two.
  */
-const DEFAULT_SYSTEMS = ALL_SYSTEMS.filter((s) => s !== 'relay-floor' && s !== 'git-fcgi-keepalive');
+const DEFAULT_SYSTEMS = ALL_SYSTEMS.filter((s) => !FLOORS.includes(s) && s !== 'git-fcgi-keepalive');
 const LABEL = {
   'git-fcgi': 'git-fcgi',
   fcgiwrap: 'fcgiwrap (Debian: 1 process)',
   'fcgiwrap-c4': 'fcgiwrap -c 4',
   direct: 'direct CGI',
   'relay-floor': 'C relay floor (splice)',
+  'relay-floor-socket': 'C relay floor, socket stdout',
   'git-fcgi-base': 'git-fcgi baseline',
   'git-fcgi-keepalive': 'git-fcgi, kept-alive connections',
 };
@@ -134,7 +146,7 @@ if (opt.baseline) {
   if (opt['baseline-label']) LABEL['git-fcgi-base'] = opt['baseline-label'];
 }
 /** Systems of every case but the clone stream. */
-const SERVERS = SYSTEMS.filter((s) => s !== 'relay-floor');
+const SERVERS = SYSTEMS.filter((s) => !FLOORS.includes(s));
 const REFS_SECONDS = Number(opt['refs-seconds'] ?? (opt.quick ? 1 : 4));
 const DIRECT_REFS_COUNT = opt.quick ? 200 : 500;
 
@@ -350,13 +362,17 @@ async function setup(manifest) {
       cgroups[name] = cgroup;
     }
   }
-  if (wanted.has('relay-floor')) {
-    const binary = join(work, 'relay-floor');
-    execFileSync(process.env.CC || 'cc', ['-O2', '-o', binary, join(ROOT, 'scripts/bench/relay-floor.c')]);
-    servers['relay-floor'] = startServer(binary, [sock('relay-floor')], {
-      env,
-      logFile: join(work, 'relay-floor.out'),
-    });
+  for (const floor of FLOORS.filter((f) => wanted.has(f))) {
+    const binary = join(work, floor);
+    const flags = floor === 'relay-floor-socket' ? ['-DSTDOUT_SOCKETPAIR'] : [];
+    execFileSync(process.env.CC || 'cc', [
+      '-O2',
+      ...flags,
+      '-o',
+      binary,
+      join(ROOT, 'scripts/bench/relay-floor.c'),
+    ]);
+    servers[floor] = startServer(binary, [sock(floor)], { env, logFile: join(work, `${floor}.out`) });
   }
   if (wanted.has('fcgiwrap') || wanted.has('fcgiwrap-c4'))
     execFileSync('chmod', ['0666', ...[...wanted].filter((s) => s.startsWith('fcgiwrap')).map(sock)]);

@@ -14,6 +14,11 @@
  * http-backend reads its whole request before it answers, so this is enough for a clone; a
  * backend that answers early could deadlock here (git-fcgi's relay does not have that limit).
  *
+ * Built with -DSTDOUT_SOCKETPAIR (the bench's relay-floor-socket), the backend writes into a
+ * UNIX socketpair instead of a pipe, and each record goes socket -> pipe -> connection: the path
+ * git-fcgi-splice has (git-fcgi-spawnd hands backends sockets as stdio), for telling what the
+ * pipe itself is worth.
+ *
  * Usage: relay-floor SOCKET_PATH   (prints "ready" once it listens)
  */
 #define _GNU_SOURCE
@@ -138,7 +143,12 @@ static void serve(int conn) {
     } else if (type == PARAMS) {
       char **env = environment(params, params_len);
       const char *script = lookup(env, "SCRIPT_FILENAME");
+#ifdef STDOUT_SOCKETPAIR
+      if (script == NULL || pipe2(in, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, out) < 0)
+        _exit(1);
+#else
       if (script == NULL || pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) _exit(1);
+#endif
       pid = fork();
       if (pid < 0) fail("fork");
       if (pid == 0) {
@@ -167,11 +177,20 @@ static void serve(int conn) {
     if (ioctl(out[0], FIONREAD, &avail) < 0) fail("FIONREAD");
     if (avail == 0) break; /* readable and empty: the backend closed its output */
     unsigned n = avail > MAX_CONTENT ? MAX_CONTENT : (unsigned)avail;
+    int from = out[0];
+#ifdef STDOUT_SOCKETPAIR
+    static int mid[2] = {-1, -1};
+    if (mid[0] < 0 && pipe2(mid, O_CLOEXEC) < 0) fail("pipe2");
+    ssize_t got = splice(out[0], NULL, mid[1], NULL, n, 0);
+    if (got <= 0) fail("splice");
+    n = (unsigned)got;
+    from = mid[0];
+#endif
     unsigned char h[8];
     header(h, STDOUT, id, n);
     if (send(conn, h, 8, MSG_MORE) != 8) fail("send");
     while (n > 0) {
-      ssize_t moved = splice(out[0], NULL, conn, NULL, n, SPLICE_F_MORE);
+      ssize_t moved = splice(from, NULL, conn, NULL, n, SPLICE_F_MORE);
       if (moved < 0 && errno == EINTR) continue;
       if (moved <= 0) fail("splice");
       n -= (unsigned)moved;

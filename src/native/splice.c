@@ -37,8 +37,9 @@
  *   N counts body bytes (record contents) written to the connection. Both descriptors are
  *   closed here before the last report, so the daemon's close of its own ends really closes.
  *
- * Each read from stdout becomes one STDOUT record: an 8-byte header written with write(), then
- * the bytes spliced from a pipe that holds exactly them. The daemon writes nothing to the
+ * Reads from stdout gather in a pipe until it holds a whole record (65535 bytes) or stdout has
+ * nothing more for now; then the record goes out: an 8-byte header written with send(), then the
+ * bytes spliced from the pipe, which holds exactly them. The daemon writes nothing to the
  * connection while a splice runs (it has waited until all of its own writes were out).
  */
 #define _GNU_SOURCE
@@ -75,7 +76,8 @@ struct splice_job {
   enum state state;
   unsigned char header[8];
   unsigned header_at;
-  size_t body_left;  /* bytes of the current record still in the pipe */
+  size_t body_left;  /* bytes of the current record in the pipe (gathering, or still to write) */
+  int src_ended;     /* stdout reached its end: the last record, then done */
   uint64_t bytes;    /* record contents written */
   long long reported_ms;
   uint64_t reported_bytes;
@@ -164,6 +166,21 @@ static void progress(struct splice_job *job) {
   send_line(line);
 }
 
+/* The header of a record of the `body_left` bytes now in the pipe; the writing begins. */
+static void begin_record(struct splice_job *job) {
+  size_t n = job->body_left;
+  job->header[0] = 1; /* FCGI_VERSION_1 */
+  job->header[1] = 6; /* FCGI_STDOUT */
+  job->header[2] = (unsigned char)(job->request >> 8);
+  job->header[3] = (unsigned char)(job->request & 0xff);
+  job->header[4] = (unsigned char)(n >> 8);
+  job->header[5] = (unsigned char)(n & 0xff);
+  job->header[6] = 0;
+  job->header[7] = 0;
+  job->header_at = 0;
+  job->state = WRITING_HEADER;
+}
+
 /*
  * Moves bytes until a descriptor would block, the output ends, or CYCLES_PER_TURN records have
  * gone. Returns 0 while the job goes on, -1 once it is finished (and freed).
@@ -174,28 +191,33 @@ static int run(struct splice_job *job) {
       case WAITING:
         return 0;
       case READING: {
-        ssize_t n = splice(job->src, NULL, job->pipe_w, NULL, MAX_RECORD, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        /* The record gathers in the pipe until it is full or stdout has nothing more for now:
+         * git writes a few KB at a time, and each record costs a header and a splice. */
+        if (job->src_ended) {
+          finish(job, 0, 0);
+          return -1;
+        }
+        ssize_t n = splice(job->src, NULL, job->pipe_w, NULL, MAX_RECORD - job->body_left,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n < 0) {
           if (errno == EINTR) continue;
-          if (errno == EAGAIN) return progress(job), 0;
+          if (errno == EAGAIN) {
+            if (job->body_left > 0) {
+              begin_record(job);
+              break;
+            }
+            return progress(job), 0;
+          }
           finish(job, errno, 0);
           return -1;
         }
         if (n == 0) {
-          finish(job, 0, 0);
-          return -1;
+          job->src_ended = 1;
+          if (job->body_left > 0) begin_record(job);
+          break;
         }
-        job->body_left = (size_t)n;
-        job->header[0] = 1; /* FCGI_VERSION_1 */
-        job->header[1] = 6; /* FCGI_STDOUT */
-        job->header[2] = (unsigned char)(job->request >> 8);
-        job->header[3] = (unsigned char)(job->request & 0xff);
-        job->header[4] = (unsigned char)((size_t)n >> 8);
-        job->header[5] = (unsigned char)((size_t)n & 0xff);
-        job->header[6] = 0;
-        job->header[7] = 0;
-        job->header_at = 0;
-        job->state = WRITING_HEADER;
+        job->body_left += (size_t)n;
+        if (job->body_left == MAX_RECORD) begin_record(job);
         break;
       }
       case WRITING_HEADER: {
@@ -240,6 +262,9 @@ static void start_if_ready(struct splice_job *job) {
     finish(job, errno, 0);
     return;
   }
+  /* Room for a whole record however git's writes are cut into pages (a pipe holds 16 by
+   * default); where the limit is lower, the default does too, only with smaller records. */
+  (void)fcntl(p[1], F_SETPIPE_SZ, 256 * 1024);
   job->pipe_r = p[0];
   job->pipe_w = p[1];
   job->state = READING;
