@@ -308,7 +308,7 @@ class FastCgiConnection implements FastCgiConnectionHandle {
     else {
       // After a splice cut short inside a record: the rest of that record first.
       this.socket.end(owed === undefined ? INVALID_RECORD : Buffer.concat([owed, INVALID_RECORD]));
-      setTimeout(() => this.socket.destroy(), CUT_OFF_GRACE_MS).unref();
+      lingerUntilFlushed(this.socket);
     }
     // Only now, with nothing more to be written, may their handlers end their responses.
     if (this.requests.size === 0) return;
@@ -355,8 +355,36 @@ const EMPTY_STDERR = (requestId: number): Buffer => recordHeader(RecordType.STDE
 
 /** A record header with version 0: no FastCGI peer can accept it. */
 const INVALID_RECORD = Buffer.alloc(8);
-/** How long a cut-off connection may take to flush before it is destroyed. */
+/** How long a cut-off connection is kept once its last bytes are out, for the peer to read them. */
 const CUT_OFF_GRACE_MS = 2000;
+/**
+ * How long a cut-off connection waits for a front end that reads nothing (its client stopped
+ * reading) to take the invalid record: nginx's default send_timeout.
+ */
+const CUT_OFF_LINGER_MS = 60_000;
+
+/**
+ * A cut-off connection is destroyed only once the invalid record has reached the kernel (and
+ * CUT_OFF_GRACE_MS later), or when the front end closes it. Destroyed with the record still in
+ * Node's buffer, the front end would read the bytes before it and then an ordinary end of the
+ * connection, which nginx takes as the end of the response: a short body handed on as whole.
+ * Past CUT_OFF_LINGER_MS it is destroyed anyway, over TCP with a reset, which nginx takes as an
+ * error.
+ */
+function lingerUntilFlushed(socket: Socket): void {
+  const grace = (): void => {
+    clearTimeout(linger);
+    setTimeout(() => socket.destroy(), CUT_OFF_GRACE_MS).unref();
+  };
+  const linger = setTimeout(() => {
+    socket.off('finish', grace);
+    if (socket.remoteAddress !== undefined) socket.resetAndDestroy();
+    else socket.destroy();
+  }, CUT_OFF_LINGER_MS);
+  linger.unref();
+  socket.once('finish', grace);
+  socket.once('close', () => clearTimeout(linger));
+}
 
 /**
  * nginx closes the connection both when its client leaves and when it gives up on a request
