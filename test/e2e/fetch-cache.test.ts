@@ -189,12 +189,15 @@ describe('fetch cache', () => {
 
   test('answers that are not kept: git failing, an answer other than 200, a body over 64 KiB', async () => {
     await sleep(SETTLE_MS);
-    // git answers ERR and exits 128 after its 200 head: the relay cuts the response off, with both daemons.
+    // git answers ERR and exits 128 after its 200 head: the relay cuts the response off, with
+    // both daemons. The client sees the transfer break: mid-body ('terminated'), or, when the
+    // head, the ERR line and the record that cuts it off reach nginx together, before the head
+    // ('fetch failed': seen once in CI). Either way it is no answer.
     const bad = v2Fetch('f'.repeat(40), []);
     const start = await figures();
     for (let i = 0; i < 2; i++) {
-      await assert.rejects(post(nginx.url(1, PATH), bad, 'version=2'), /terminated/);
-      await assert.rejects(post(nginx.url(0, PATH), bad, 'version=2'), /terminated/);
+      await assert.rejects(post(nginx.url(1, PATH), bad, 'version=2'), /terminated|fetch failed/);
+      await assert.rejects(post(nginx.url(0, PATH), bad, 'version=2'), /terminated|fetch failed/);
     }
     const afterBad = await figures();
     assert.equal(
