@@ -53,6 +53,12 @@ describe('socket, privileges and pid file', () => {
       '--backend',
       backend('print-id.sh'),
     ]);
+    // The socket accepts from listen(2) on, a moment before its owner and mode are set; the
+    // listening line comes after both (umask 022 meanwhile: 0755, no one else may connect).
+    await waitFor(() => / listening on fastcgi unix:/.test(daemon.logs()), {
+      timeoutMs: 5000,
+      what: 'the listening line',
+    });
     const s = await stat(sock);
     assert.equal(s.mode & 0o777, 0o640);
     assert.equal(s.uid, account.uid);
