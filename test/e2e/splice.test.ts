@@ -70,6 +70,31 @@ describe('splice: large responses leave the event loop', () => {
     ]);
   };
 
+  /**
+   * curl POSTing the clone request to nginx server `server` at `rate` per second into a file of
+   * its own (`--fail` when `fail`): the body git's client would send, a reader as slow as asked.
+   */
+  const slowClient = async (t: Cleanup, server: 0 | 1, rate: string, fail = false) => {
+    const out = join(await tmpDir(t, 'curl-'), 'pack');
+    const body = join(dir, 'request');
+    await writeFile(body, uploadPackRequest(head));
+    const curl = await startProcess(t, 'curl', [
+      '-sS',
+      ...(fail ? ['--fail'] : []),
+      '--limit-rate',
+      rate,
+      '-o',
+      out,
+      '-H',
+      'Content-Type: application/x-git-upload-pack-request',
+      '--data-binary',
+      `@${body}`,
+      nginx.url(server, '/big.git/git-upload-pack'),
+    ]);
+    const received = async (): Promise<number> => (await stat(out).catch(() => ({ size: 0 }))).size;
+    return { curl, out, received };
+  };
+
   before(async () => {
     dir = await tmpDir(suite, 'splice-');
     root = join(dir, 'repos');
@@ -166,22 +191,7 @@ describe('splice: large responses leave the event loop', () => {
 
   test('a slow client: progress reports keep idle_timeout away while the splice moves bytes', async (t) => {
     // 24 MB at 4 MB/s: about 6 s, twice idle_timeout (3 s), all of it past the first MiB spliced.
-    const out = join(await tmpDir(t, 'slow-'), 'pack');
-    const body = join(dir, 'request');
-    await writeFile(body, uploadPackRequest(head));
-    const curl = await startProcess(t, 'curl', [
-      '-sS',
-      '--fail',
-      '--limit-rate',
-      '4M',
-      '-o',
-      out,
-      '-H',
-      'Content-Type: application/x-git-upload-pack-request',
-      '--data-binary',
-      `@${body}`,
-      nginx.url(0, '/big.git/git-upload-pack'),
-    ]);
+    const { curl, out } = await slowClient(t, 0, '4M', true);
     const status = await withDeadline(curl.exited, 30_000, 'curl to end');
     assert.equal(status.code, 0, `${curl.output()}\n${spliced.logs().slice(-2000)}`);
     assert.ok((await stat(out)).size > REPO_BYTES);
@@ -191,23 +201,9 @@ describe('splice: large responses leave the event loop', () => {
   test('the client leaves mid-splice: git is ended, the helper lets go of the connection', async (t) => {
     const helper = await spliceHelperOf(spliced);
     const fdsBefore = await openFds(helper);
-    const out = join(await tmpDir(t, 'gone-'), 'pack');
-    const body = join(dir, 'request');
-    await writeFile(body, uploadPackRequest(head));
-    const curl = await startProcess(t, 'curl', [
-      '-sS',
-      '--limit-rate',
-      '1M',
-      '-o',
-      out,
-      '-H',
-      'Content-Type: application/x-git-upload-pack-request',
-      '--data-binary',
-      `@${body}`,
-      nginx.url(0, '/big.git/git-upload-pack'),
-    ]);
+    const { curl, received } = await slowClient(t, 0, '1M');
     // Past the first MiB and a bit: the splice has it.
-    await waitFor(async () => (await stat(out).catch(() => ({ size: 0 }))).size > 2 * MB, {
+    await waitFor(async () => (await received()) > 2 * MB, {
       timeoutMs: 10_000,
       what: 'curl to get 2 MB',
     });
@@ -233,24 +229,10 @@ describe('splice: large responses leave the event loop', () => {
    */
   const stalled = async (t: Cleanup, server: 0 | 1): Promise<void> => {
     const daemon = server === 0 ? spliced : plain;
-    const out = join(await tmpDir(t, 'stalled-'), 'pack');
-    const body = join(dir, 'request');
-    await writeFile(body, uploadPackRequest(head));
     const helper = server === 0 ? await spliceHelperOf(spliced) : null;
     const fdsBefore = helper === null ? 0 : await openFds(helper);
-    const curl = await startProcess(t, 'curl', [
-      '-sS',
-      '--limit-rate',
-      '1M',
-      '-o',
-      out,
-      '-H',
-      'Content-Type: application/x-git-upload-pack-request',
-      '--data-binary',
-      `@${body}`,
-      nginx.url(server, '/big.git/git-upload-pack'),
-    ]);
-    await waitFor(async () => (await stat(out).catch(() => ({ size: 0 }))).size > 2 * MB, {
+    const { curl, out, received } = await slowClient(t, server, '1M');
+    await waitFor(async () => (await received()) > 2 * MB, {
       timeoutMs: 10_000,
       what: 'curl to get 2 MB',
     });
