@@ -2,7 +2,7 @@
 // git-fcgi next to fcgiwrap behind one nginx, and git http-backend run directly as the limit.
 // Usage: npm run bench -- [--runs N] [--cases clone,refs,clones,push,slow-clone,slow-push,
 //        fleet,fleet-incremental,clone-warm,git-clones]
-//        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct[,relay-floor][,relay-floor-socket][,git-fcgi-keepalive]] [--quick] [--out FILE] [--markdown FILE]
+//        [--systems git-fcgi,fcgiwrap,fcgiwrap-c4,direct[,relay-floor][,relay-floor-socket][,relay-floor-coalesce][,git-fcgi-keepalive]] [--quick] [--out FILE] [--markdown FILE]
 //        [--refs-seconds S] [--max-minutes M] [--cache DIR] [--git-fcgi dist/cli.js] [--git-fcgi-node-args=ARGS] [--keep]
 //        [--baseline OTHER/dist/cli.js --baseline-label TEXT]   (another git-fcgi build, benched alongside)
 //        [--baseline-server 'spawn_helper = off']   (ini lines for the baseline's [server]: the same
@@ -41,7 +41,8 @@ import {
 import { prepareRepos, repoSpecs } from './bench/repos.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const HTTP_BACKEND = '/usr/lib/git-core/git-http-backend';
+// BENCH_HTTP_BACKEND: another backend for every system (a wrapper that logs its children's CPU).
+const HTTP_BACKEND = process.env.BENCH_HTTP_BACKEND ?? '/usr/lib/git-core/git-http-backend';
 const FCGIWRAP = '/usr/sbin/fcgiwrap';
 const NGINX = '/usr/sbin/nginx';
 const ALL_CASES = [
@@ -70,8 +71,15 @@ const ALL_SYSTEMS = [
   'direct',
   'relay-floor',
   'relay-floor-socket',
+  'relay-floor-coalesce',
 ];
-const FLOORS = ['relay-floor', 'relay-floor-socket'];
+/** The floors and the flags relay-floor.c is built with for each. */
+const FLOOR_FLAGS = {
+  'relay-floor': [],
+  'relay-floor-socket': ['-DSTDOUT_SOCKETPAIR'],
+  'relay-floor-coalesce': ['-DSTDOUT_SOCKETPAIR', '-DCOALESCE_US=150'],
+};
+const FLOORS = Object.keys(FLOOR_FLAGS);
 /**
  * Only when asked for:
  * - relay-floor (scripts/bench/relay-floor.c): the least a FastCGI server can do, splicing git's
@@ -79,6 +87,8 @@ const FLOORS = ['relay-floor', 'relay-floor-socket'];
  *   nginx can reach on this machine, not a server.
  * - relay-floor-socket: the same with the backend writing into a socketpair, relayed socket ->
  *   pipe -> connection as git-fcgi-splice does (git-fcgi-spawnd gives backends sockets).
+ * - relay-floor-coalesce: relay-floor-socket letting git's output gather 150 us before a record
+ *   shorter than 64 KiB is read, as git-fcgi-splice does (its wait adapts; this one's is fixed).
  * - git-fcgi-keepalive: the same build behind an nginx upstream with `keepalive 16` and
  *   `fastcgi_keep_conn on` (etc/nginx/git-fcgi.conf), where `git-fcgi` gets a new connection per
  *   request: `--cases refs --systems git-fcgi,git-fcgi-keepalive` compares the two.
@@ -91,6 +101,7 @@ const LABEL = {
   direct: 'direct CGI',
   'relay-floor': 'C relay floor (splice)',
   'relay-floor-socket': 'C relay floor, socket stdout',
+  'relay-floor-coalesce': 'C relay floor, socket stdout, coalescing',
   'git-fcgi-base': 'git-fcgi baseline',
   'git-fcgi-keepalive': 'git-fcgi, kept-alive connections',
 };
@@ -235,6 +246,14 @@ const daemonPids = (pid) => [
  * its spawn helper, fcgiwrap with its workers, nginx with its workers.
  */
 function ownCpuSeconds(system, pid) {
+  // A floor's connection processes print their own CPU as they finish (git's not included).
+  if (FLOORS.includes(system)) {
+    const log = join(work, `${system}.out`);
+    if (!existsSync(log)) return 0;
+    return readFileSync(log, 'latin1')
+      .split('\n')
+      .reduce((sum, line) => sum + (Number(/^cpu (\S+)$/.exec(line)?.[1]) || 0), 0);
+  }
   const comm = { nginx: 'nginx', fcgiwrap: 'fcgiwrap', 'fcgiwrap-c4': 'fcgiwrap' }[system];
   return cpuSecondsOf(comm ? withChildren(pid, comm) : daemonPids(pid), 'self');
 }
@@ -353,18 +372,9 @@ async function setup(manifest) {
       logFile: join(work, 'fcgiwrap-c4.out'),
     });
   }
-  for (const name of Object.keys(servers)) {
-    await waitFor(`${name} on ${sock(name)}`, () => socketUp(sock(name)));
-    // Once up: git-fcgi's spawn helper is running by then, and is moved in with it.
-    const cgroup = cpuCgroup(name);
-    if (cgroup) {
-      cgroup.add(servers[name].pid);
-      cgroups[name] = cgroup;
-    }
-  }
   for (const floor of FLOORS.filter((f) => wanted.has(f))) {
     const binary = join(work, floor);
-    const flags = floor === 'relay-floor-socket' ? ['-DSTDOUT_SOCKETPAIR'] : [];
+    const flags = FLOOR_FLAGS[floor];
     execFileSync(process.env.CC || 'cc', [
       '-O2',
       ...flags,
@@ -373,6 +383,15 @@ async function setup(manifest) {
       join(ROOT, 'scripts/bench/relay-floor.c'),
     ]);
     servers[floor] = startServer(binary, [sock(floor)], { env, logFile: join(work, `${floor}.out`) });
+  }
+  for (const name of Object.keys(servers)) {
+    await waitFor(`${name} on ${sock(name)}`, () => socketUp(sock(name)));
+    // Once up: git-fcgi's spawn helper is running by then, and is moved in with it.
+    const cgroup = cpuCgroup(name);
+    if (cgroup) {
+      cgroup.add(servers[name].pid);
+      cgroups[name] = cgroup;
+    }
   }
   if (wanted.has('fcgiwrap') || wanted.has('fcgiwrap-c4'))
     execFileSync('chmod', ['0666', ...[...wanted].filter((s) => s.startsWith('fcgiwrap')).map(sock)]);
@@ -563,17 +582,20 @@ function makeCases(ctx) {
           return { ok: r.code === 0, seconds: r.ms / 1000, mbps: bytes / 1e6 / (r.ms / 1000) };
         }
         const serverBefore = ownCpuSeconds(system, servers[system].pid);
+        const gitBefore = gitCpu(system);
         const r = await curlPost(
           url(system, '/large.git/git-upload-pack'),
           manifest.cloneBody,
           'application/x-git-upload-pack-request',
         );
+        await waitGitReaped(servers[system].pid);
         return {
           ok: r.ok && r.bytes >= bytes * 0.99,
           seconds: r.seconds,
           mbps: bytes / 1e6 / r.seconds,
           responseBytes: r.bytes,
           serverCpuSeconds: ownCpuSeconds(system, servers[system].pid) - serverBefore,
+          gitCpuSeconds: gitCpu(system) - gitBefore,
         };
       },
     },
@@ -871,6 +893,7 @@ const METRICS = {
   clone: [
     ['wall time, s', 'seconds', true],
     ['MB/s', 'mbps', false],
+    ["git's CPU (http-backend, upload-pack, pack-objects), s", 'gitCpuSeconds', true],
     ["the FastCGI server's own CPU (not git's), s", 'serverCpuSeconds', true],
   ],
   refs: [['requests/s', 'rps', false]],

@@ -376,11 +376,14 @@ export function cpuCgroup(name) {
   return null;
 }
 
+/** git-fcgi's helpers that live as long as the daemon (comm is at most 15 characters). */
+const LONG_LIVED_HELPERS = new Set(['git-fcgi-spawnd', 'git-fcgi-splice']);
+
 /** Waits (up to `ms`) until no process whose name starts with "git" runs under `pid`. */
 export async function waitGitReaped(pid, ms = 10_000) {
   const until = Date.now() + ms;
   while (Date.now() < until) {
-    if (!descendants(pid).some((d) => d.comm.startsWith('git') && d.comm !== 'git-fcgi-spawnd')) return true;
+    if (!descendants(pid).some((d) => d.comm.startsWith('git') && !LONG_LIVED_HELPERS.has(d.comm))) return true;
     await new Promise((r) => setTimeout(r, 20));
   }
   return false;

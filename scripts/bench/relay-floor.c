@@ -19,6 +19,14 @@
  * git-fcgi-splice has (git-fcgi-spawnd hands backends sockets as stdio), for telling what the
  * pipe itself is worth.
  *
+ * Built with -DCOALESCE_US=N as well (relay-floor-coalesce), a wake-up that finds less than a
+ * record's worth waits N microseconds before it reads, as git-fcgi-splice does (whose wait adapts
+ * to git's pace): git writes about 8 KB at a time, and a reader that takes each write alone pays
+ * a wake-up for it, and so do git and nginx.
+ *
+ * Each connection process prints its own CPU time when it is done ("cpu SECONDS" on stderr, git's
+ * not included), which the bench adds up as the floor's own CPU.
+ *
  * Usage: relay-floor SOCKET_PATH   (prints "ready" once it listens)
  */
 #define _GNU_SOURCE
@@ -31,10 +39,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { BEGIN_REQUEST = 1, END_REQUEST = 3, PARAMS = 4, STDIN = 5, STDOUT = 6 };
@@ -176,6 +186,13 @@ static void serve(int conn) {
     int avail = 0;
     if (ioctl(out[0], FIONREAD, &avail) < 0) fail("FIONREAD");
     if (avail == 0) break; /* readable and empty: the backend closed its output */
+#ifdef COALESCE_US
+    if (avail < MAX_CONTENT) {
+      struct timespec wait = {0, COALESCE_US * 1000L};
+      nanosleep(&wait, NULL);
+      if (ioctl(out[0], FIONREAD, &avail) < 0) fail("FIONREAD");
+    }
+#endif
     unsigned n = avail > MAX_CONTENT ? MAX_CONTENT : (unsigned)avail;
     int from = out[0];
 #ifdef STDOUT_SOCKETPAIR
@@ -203,6 +220,12 @@ static void serve(int conn) {
   header(end, STDOUT, id, 0);
   header(end + 8, END_REQUEST, id, 8);
   end[19] = (unsigned char)(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+  /* Before the end goes out, so that it is in the log once the client has its answer. */
+  struct rusage self;
+  if (getrusage(RUSAGE_SELF, &self) == 0)
+    fprintf(stderr, "cpu %.6f\n",
+            (double)self.ru_utime.tv_sec + self.ru_stime.tv_sec +
+                (self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6);
   write_full(conn, end, sizeof end);
   _exit(0);
 }

@@ -164,6 +164,36 @@ test('git-fcgi-splice: what git writes, in writes of every size, arrives as STDO
   });
 });
 
+test('git-fcgi-splice: a short write is not held back waiting for more (coalescing waits at most a millisecond)', async (t) => {
+  const r = await rig(t);
+  const received = collect(r.nginx);
+  const { ended } = start(r, 3);
+  // Each write alone, then nothing until it has arrived: every wait for more runs out. A wait
+  // that were counted in the wrong unit, or that waited for a whole record, would show here.
+  const latencies: number[] = [];
+  let expected = 0;
+  for (let i = 0; i < 25; i++) {
+    const chunk = randomBytes(1 + ((i * 997) % 9000));
+    const started = process.hrtime.bigint();
+    r.git.write(chunk);
+    expected += chunk.length + 8;
+    await waitFor(() => received().length >= expected, {
+      timeoutMs: 2000,
+      intervalMs: 1,
+      what: `write ${i} at nginx`,
+    });
+    latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  r.git.end();
+  await withDeadline(ended, 5000, 'the splice to end');
+  const { content } = parseRecords(received(), 3);
+  assert.equal(content.length, expected - 25 * 8, 'one record per write');
+  latencies.sort((a, b) => a - b);
+  const median = latencies[Math.floor(latencies.length / 2)]!;
+  t.diagnostic(`write to nginx: median ${median.toFixed(2)} ms, max ${latencies.at(-1)!.toFixed(2)} ms`);
+  assert.ok(median < 50, `median ${median} ms`);
+});
+
 test('git-fcgi-splice: cancelled while the front end reads slowly, it says where the record stands (14 cuts, most inside a record)', async (t) => {
   const inside = { header: 0, body: 0, between: 0 };
   // Over TCP a full socket takes part of a write: the cut falls inside a record most times.
