@@ -383,7 +383,8 @@ const LONG_LIVED_HELPERS = new Set(['git-fcgi-spawnd', 'git-fcgi-splice']);
 export async function waitGitReaped(pid, ms = 10_000) {
   const until = Date.now() + ms;
   while (Date.now() < until) {
-    if (!descendants(pid).some((d) => d.comm.startsWith('git') && !LONG_LIVED_HELPERS.has(d.comm))) return true;
+    if (!descendants(pid).some((d) => d.comm.startsWith('git') && !LONG_LIVED_HELPERS.has(d.comm)))
+      return true;
     await new Promise((r) => setTimeout(r, 20));
   }
   return false;

@@ -189,8 +189,9 @@ test('git-fcgi-splice: a short write is not held back waiting for more (coalesci
   const { content } = parseRecords(received(), 3);
   assert.equal(content.length, expected - 25 * 8, 'one record per write');
   latencies.sort((a, b) => a - b);
-  const median = latencies[Math.floor(latencies.length / 2)]!;
-  t.diagnostic(`write to nginx: median ${median.toFixed(2)} ms, max ${latencies.at(-1)!.toFixed(2)} ms`);
+  const median = latencies[Math.floor(latencies.length / 2)] ?? Infinity;
+  const max = latencies.at(-1) ?? Infinity;
+  t.diagnostic(`write to nginx: median ${median.toFixed(2)} ms, max ${max.toFixed(2)} ms`);
   assert.ok(median < 50, `median ${median} ms`);
 });
 
