@@ -305,6 +305,7 @@ function location(path, socket, script, extra = '', upstream = null) {
       fastcgi_param GIT_PROTOCOL $http_git_protocol;
       fastcgi_param REQUEST_ID $request_id;
       fastcgi_request_buffering off;
+      client_body_buffer_size 64k;
       fastcgi_buffering off;
       fastcgi_buffer_size 64k;
       fastcgi_buffers 4 64k;

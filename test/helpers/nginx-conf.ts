@@ -83,6 +83,7 @@ export function gitLocation(opts: GitLocationOptions): string {
     'fastcgi_param GIT_PROTOCOL $http_git_protocol;',
     'fastcgi_read_timeout 600s;',
     'fastcgi_request_buffering off;',
+    'client_body_buffer_size 64k;',
     'fastcgi_buffering off;',
     'fastcgi_buffer_size 64k;',
     'fastcgi_buffers 4 64k;',
