@@ -24,7 +24,13 @@ import { tmpDir } from '../helpers/tmp.js';
 const HOST_A = '127.0.0.2';
 const HOST_B = '127.0.0.3';
 const NGINX_ADDR = '127.0.0.9';
-const REPOS = ['r0.git', 'r1.git', 'r2.git', 'r3.git', 'r4.git', 'r5.git'];
+/**
+ * Repositories to choose from: the tests use three that nginx's consistent hash sends to each
+ * host. Six fixed names could all land on one host (the hosts' ports change every run, and with
+ * them the hash), and then the host that is killed served nothing: seen once in CI.
+ */
+const CANDIDATES = Array.from({ length: 24 }, (_, i) => `r${i}.git`);
+const PER_HOST = 3;
 const OPS = 200;
 const ROLLING_OPS = 60;
 /** The shipped 10 s, shortened so that the restarted host gets requests again within the test. */
@@ -114,10 +120,12 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
   let nginx: Nginx;
   let accessLog: string;
   let load: GitLoad;
+  /** PER_HOST repositories on host A, then PER_HOST on host B. */
+  let repos: string[];
 
   before(async () => {
     root = await tmpDir(suite, 'hosts-');
-    for (const repo of [...REPOS, 'seen.git']) await createBareRepo(suite, root, repo, { commits: 3 });
+    for (const repo of [...CANDIDATES, 'seen.git']) await createBareRepo(suite, root, repo, { commits: 3 });
     const dir = await tmpDir(suite, 'conf-');
     users = await htpasswd(suite, dir, { alice: 'secret' });
     const ini = join(dir, 'git-fcgi.ini');
@@ -142,6 +150,24 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
         ...conf.pinned.map((locations) => ({ locations })),
       ],
     });
+    for (const repo of CANDIDATES) {
+      const response = await fetch(nginx.url(0, `/${repo}/info/refs?service=git-upload-pack`));
+      assert.equal(response.status, 200, repo);
+      await response.arrayBuffer();
+    }
+    await waitFor(async () => (await readTimeline(accessLog)).length >= CANDIDATES.length, {
+      timeoutMs: 5000,
+      what: 'the probes in the access log',
+    });
+    const probes = await readTimeline(accessLog);
+    const on = (host: Host): string[] =>
+      CANDIDATES.filter((repo) =>
+        probes.some((r) => r.uri.startsWith(`/${repo}/`) && isHost(r.upstreamAddr.at(-1) ?? '', host)),
+      ).slice(0, PER_HOST);
+    const [hostA, hostB] = hosts;
+    assert.ok(hostA !== undefined && hostB !== undefined);
+    repos = [...on(hostA), ...on(hostB)];
+    assert.equal(repos.length, 2 * PER_HOST, `repositories per host: ${JSON.stringify(repos)}`);
     const base = (await git(suite, ['rev-parse', 'main'], { cwd: join(root, 'r0.git') })).stdout
       .toString()
       .trim();
@@ -217,7 +243,7 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
     let lifecycle = Promise.resolve();
     const ops = await runGitLoad(t, load, {
       url,
-      repos: REPOS,
+      repos,
       ops: OPS,
       concurrency: 6,
       after: (done) => {
@@ -338,7 +364,7 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
         accepted++;
       } else assert.ok(ref === '' || ref === op.push.commit, `failed push ${op.push.ref}: absent or whole`);
     }
-    for (const repo of REPOS) {
+    for (const repo of repos) {
       const fsck = await git(t, ['fsck', '--full', '--no-progress', '--no-dangling'], {
         cwd: join(root, repo),
       });
@@ -346,7 +372,7 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
     }
     const pushes = ops.filter((op) => kindOf(op.index) === 'push').length;
     t.diagnostic(
-      `pushes: ${pushes}, accepted ${accepted}, every accepted one present; git fsck clean in all ${REPOS.length} repositories`,
+      `pushes: ${pushes}, accepted ${accepted}, every accepted one present; git fsck clean in all ${repos.length} repositories`,
     );
   });
 
@@ -362,7 +388,7 @@ describe('several git-fcgi hosts behind one nginx upstream, on shared storage', 
       { ...load, commits: load.commits.slice(OPS / 5 + 4) },
       {
         url,
-        repos: REPOS,
+        repos,
         ops: ROLLING_OPS,
         concurrency: 6,
         refPrefix: 'rolling',
