@@ -48,10 +48,11 @@
  * for a 321 MB pack, 20,000-35,000 records and 1.6-1.9 s of git's CPU. So when a wake-up finds
  * less than a record's worth queued, the job waits a moment (COALESCE_*_US, no longer) before it
  * reads, and the packets that come meanwhile go in the same record: about 5,000 records, and
- * git's CPU 1.5 s. The wait adapts so that about half a record to a record comes in it: longer
- * when less came (git is slower), shorter when a whole record or more did (git may fill its
- * socket buffer and block). Only bulk answers come here (the daemon hands over past the first
- * MiB), and a wait never exceeds a millisecond.
+ * git's CPU 1.5 s. All that came in a wait then goes out before the job waits again (a wait
+ * per record would cap the stream at a record per wait). The wait adapts so that half a record
+ * to two records come in it: longer when less came (git is slower, or paused), shorter when
+ * more did (git may fill its socket buffer and block). Only bulk answers come here (the daemon
+ * hands over past the first MiB), and a wait never exceeds a millisecond.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -99,7 +100,7 @@ struct splice_job {
   enum state state;
   unsigned char header[8];
   unsigned header_at;
-  size_t body_left;  /* bytes of the current record in the pipe (gathering, or still to write) */
+  size_t body_left;  /* bytes of the current record in the pipe, still to write */
   uint64_t bytes;    /* record contents written */
   long long reported_ms;
   uint64_t reported_bytes;
@@ -238,8 +239,6 @@ static int run(struct splice_job *job) {
         if (ioctl(job->src, FIONREAD, &queued) < 0) queued = -1;
         if (queued == 0) job->drain = 0;
         if (job->coalesced) {
-          /* All that came in the wait goes out before the next one (a wait per record would
-           * cap the stream at a record per wait). */
           adapt(job, queued);
           job->coalesced = 0;
           job->drain = queued > 0 ? (size_t)queued : 0;
