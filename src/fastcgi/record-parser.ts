@@ -1,7 +1,11 @@
 import { GitFcgiError } from '../errors.js';
 import { FCGI_HEADER_LEN, FCGI_VERSION_1, RecordType } from './constants.js';
 
-export type RecordCallback = (type: number, requestId: number, content: Buffer) => void;
+/**
+ * A record's content, or for STDIN and DATA a piece of it: `last` is false for every piece but
+ * the one that ends the record (always true for other types, and for an empty record).
+ */
+export type RecordCallback = (type: number, requestId: number, content: Buffer, last: boolean) => void;
 
 const HEADER = 0;
 const CONTENT = 1;
@@ -22,11 +26,18 @@ for (const type of [RecordType.GET_VALUES, RecordType.GET_VALUES_RESULT, RecordT
 }
 for (let type: number = RecordType.BEGIN_REQUEST; type <= RecordType.DATA; type++) ID_RULE[type] = 2;
 
+/** Streams whose content is handed on as it arrives (a byte stream, whatever the records). */
+const STREAMED = new Uint8Array(256);
+STREAMED[RecordType.STDIN] = 1;
+STREAMED[RecordType.DATA] = 1;
 /**
  * FastCGI record framing as a state machine (header -> content -> padding), fed chunks of any
- * size. Content is a zero-copy view of the chunk when the record lies inside it and is copied
- * only when it spans chunks, so a view must not be kept past the chunk's lifetime if the
- * caller reuses chunks (net.Socket does not).
+ * size. Content is a zero-copy view of the chunk when the record lies inside it. A record that
+ * spans chunks is copied whole, except STDIN and DATA: their content is a byte stream, handed
+ * on in pieces, each a view of its chunk (`last` marks the record's end), so that a request
+ * body is never copied or allocated again here. (nginx sends a streamed body in records of up to
+ * 32 KiB; with 64 KiB reads about every other one spans two.) A view must not be kept past the
+ * chunk's lifetime if the caller reuses chunks (net.Socket does not).
  *
  * Records are checked only for what makes them impossible to frame or dispatch; what they mean
  * is the connection's business. After any throw (including from `onRecord`) the parser is dead.
@@ -42,6 +53,8 @@ export class RecordParser {
   private paddingLength = 0;
   private content: Buffer | null = null;
   private contentFilled = 0;
+  /** STDIN and DATA: content bytes of the current record not handed on yet. */
+  private contentLeft = 0;
   private paddingLeft = 0;
   private dead = false;
   private failure: unknown = undefined;
@@ -80,6 +93,15 @@ export class RecordParser {
         }
         if (this.contentLength === 0) this.emit(EMPTY);
       } else if (this.state === CONTENT) {
+        if (STREAMED[this.type] === 1) {
+          const n = Math.min(this.contentLeft, end - pos); // > 0: content is left, and so is chunk
+          pos += n;
+          this.contentLeft -= n;
+          const piece = chunk.subarray(pos - n, pos);
+          if (this.contentLeft === 0) this.emit(piece);
+          else this.onRecord(this.type, this.requestId, piece, false);
+          continue;
+        }
         if (this.content === null) {
           if (end - pos >= this.contentLength) {
             pos += this.contentLength;
@@ -126,6 +148,7 @@ export class RecordParser {
     this.type = type;
     this.requestId = requestId;
     this.contentLength = contentLength;
+    this.contentLeft = contentLength;
     this.paddingLength = buf.readUInt8(at + 6);
     this.state = CONTENT;
   }
@@ -134,6 +157,6 @@ export class RecordParser {
   private emit(content: Buffer): void {
     this.paddingLeft = this.paddingLength;
     this.state = this.paddingLength > 0 ? PADDING : HEADER;
-    this.onRecord(this.type, this.requestId, content);
+    this.onRecord(this.type, this.requestId, content, true);
   }
 }

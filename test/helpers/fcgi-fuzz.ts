@@ -323,7 +323,13 @@ export interface ParseOutcome {
  */
 export function parseAll(pieces: readonly Buffer[]): ParseOutcome {
   const records: Array<[number, number, number]> = [];
-  const parser = new RecordParser((type, id, content) => records.push([type, id, content.length]));
+  let length = 0; // a STDIN or DATA record comes in pieces when it spans chunks
+  const parser = new RecordParser((type, id, content, last) => {
+    length += content.length;
+    if (!last) return;
+    records.push([type, id, length]);
+    length = 0;
+  });
   try {
     for (const piece of pieces) parser.push(piece);
     return { records, error: null };

@@ -11,10 +11,15 @@ interface Parsed {
   content: Buffer;
 }
 
+/** Whole records: the pieces of a STDIN or DATA record joined up to the one marked last. */
 function collect(): { parser: RecordParser; records: Parsed[] } {
   const records: Parsed[] = [];
-  const parser = new RecordParser((type, requestId, content) => {
-    records.push({ type, requestId, content: Buffer.from(content) });
+  let pieces: Buffer[] = [];
+  const parser = new RecordParser((type, requestId, content, last) => {
+    pieces.push(Buffer.from(content));
+    if (!last) return;
+    records.push({ type, requestId, content: Buffer.concat(pieces) });
+    pieces = [];
   });
   return { parser, records };
 }
@@ -132,8 +137,8 @@ describe('RecordParser', () => {
     assert.equal(views[1]?.byteOffset, chunk.byteOffset + 8 + 100 + 4 + 8);
   });
 
-  test('copies content that spans chunks', () => {
-    const record = encodeRecord(RecordType.STDIN, 1, bytes(100, 1));
+  test('copies content that spans chunks, whole', () => {
+    const record = encodeRecord(RecordType.PARAMS, 1, bytes(100, 1));
     const views: Buffer[] = [];
     const parser = new RecordParser((_type, _id, content) => views.push(content));
     parser.push(record.subarray(0, 50));
@@ -141,6 +146,30 @@ describe('RecordParser', () => {
     record.fill(0);
     assert.equal(views.length, 1);
     assert.deepEqual(views[0], bytes(100, 1));
+  });
+
+  test('hands STDIN content that spans chunks on in pieces, each a view of its chunk, the last marked', () => {
+    const record = encodeRecord(RecordType.STDIN, 1, bytes(100, 1), 3);
+    const chunks = [
+      record.subarray(0, 30),
+      record.subarray(30, 31),
+      record.subarray(31, 100),
+      record.subarray(100),
+    ];
+    const pieces: Array<{ view: Buffer; last: boolean }> = [];
+    const parser = new RecordParser((_type, _id, content, last) => pieces.push({ view: content, last }));
+    for (const chunk of chunks) parser.push(chunk);
+    assert.deepEqual(
+      pieces.map((p) => [p.view.length, p.last]),
+      [
+        [22, false],
+        [1, false],
+        [69, false],
+        [8, true],
+      ],
+    );
+    pieces.forEach((p, i) => assert.equal(p.view.buffer, chunks[i]?.buffer, `piece ${i} is a view`));
+    assert.deepEqual(Buffer.concat(pieces.map((p) => p.view)), bytes(100, 1));
   });
 
   test('a header split across chunks still yields a view of the chunk holding the content', () => {
