@@ -30,10 +30,18 @@ setFlagsFromString('--heap-growing-percent=10');
  * lets up to 64 MB of them pile up before forcing one: that was 20-30 MB of peak RSS on a
  * large push. So the relay asks for a young-generation collection (0.3-0.6 ms, its live set
  * is small) after every CHUNK_GC_BYTES of streamed data. (git's output needs none: it is read
- * into one reused buffer.) 8 MiB rather than 16: peak RSS of a 1 GB push into a slow backend
- * 73.6 -> 67.2 MB (medians of 5), wall time unchanged; 128 collections per GB instead of 64.
+ * into one reused buffer.)
+ *
+ * The budget must also stay well under the old generation's headroom: V8 counts off-heap
+ * memory allocated since its last full collection against the old generation's limit, and
+ * once the old generation has been collected (after a load of ref advertisements, say) that
+ * headroom is about 8-10 MB. At 8 MiB the chunks alone reached it, and a push ran an
+ * incremental mark-compact about every 100-200 ms: git-fcgi's own CPU for a 1.07 GB push right
+ * after the ref case was 2.48 s at 8 MiB against 1.43 s at 2 MiB (medians of 3, one bench run;
+ * 80 full collections in the last 15 s against 13). 2 MiB: 512 young collections per GB, each
+ * under a millisecond.
  */
-export const CHUNK_GC_BYTES = 8 * 1024 * 1024;
+export const CHUNK_GC_BYTES = 2 * 1024 * 1024;
 
 setFlagsFromString('--expose-gc');
 const collect = runInNewContext('gc') as ((options: { type: 'minor' }) => void) | undefined;
