@@ -42,6 +42,8 @@ export function serveFastCgiConnection(
 }
 
 class FastCgiConnection implements FastCgiConnectionHandle {
+  // STDIN may come in pieces (the parser's `last`); the body is a byte stream, so they are
+  // passed on as they come. A piece is never empty: only an empty record ends the body.
   private readonly parser = new RecordParser((type, id, content) => this.onRecord(type, id, content));
   private readonly peer: string;
   private readonly maxReqs: number;

@@ -14,7 +14,6 @@ import { beginRequest, gitParams, paramsRecords, stdinRecords } from '../helpers
 import { createBareRepo } from '../helpers/repos.js';
 import { tmpDir } from '../helpers/tmp.js';
 
-/** How many sockets `pid` holds open: one more once it has accepted a connection. */
 /**
  * The daemon's sockets ("socket:[inode]"). Compared as sets, not counts: a count missed the
  * accepted connection once in CI (5 s without growing), which a socket of its own closing
